@@ -1,0 +1,16 @@
+"""Adversarial attacks. Every attack: ``attack(model, x, criterion, threat=...)``."""
+
+from advlab.attacks.base import Attack, AttackResult
+from advlab.attacks.pgd import BIM, FGM, FGSM, PGD
+
+__all__ = ["Attack", "AttackResult", "PGD", "BIM", "FGSM", "FGM", "ATTACKS", "create_attack"]
+
+ATTACKS: dict[str, type[Attack]] = {"fgsm": FGSM, "fgm": FGM, "bim": BIM, "pgd": PGD}
+
+
+def create_attack(name: str, **settings: object) -> Attack:
+    """Build a registered attack by name (``fgsm``, ``bim``, ``pgd``, ...)."""
+    key = name.lower()
+    if key not in ATTACKS:
+        raise ValueError(f"unknown attack {name!r}; use one of {sorted(ATTACKS)}")
+    return ATTACKS[key](**settings)  # type: ignore[arg-type]

@@ -1,0 +1,144 @@
+"""The attack template: validation, batching and per-sample bookkeeping.
+
+Subclasses implement :meth:`Attack._run` on one batch; the base class checks
+inputs, splits into batches, runs the model in eval mode (restoring its mode),
+never touches parameter ``.grad`` and never modifies the input in place.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import torch
+from torch import nn
+
+from advlab.criteria import Criterion, as_criterion
+from advlab.threat import ThreatModel
+from advlab.validation import check_inputs, check_logits, eval_mode
+
+__all__ = ["Attack", "AttackResult"]
+
+
+@dataclass
+class AttackResult:
+    """Outcome of an attack on a batch.
+
+    Attributes:
+        x_adv: adversarial inputs (best iterate per sample), same shape as ``x``.
+        success: boolean per sample: the criterion holds at ``x_adv``.
+        logits: model logits at ``x_adv``.
+        distance: per-sample distance ``||x_adv - x||`` in the threat model's norm.
+        passes: per-sample number of forward+backward passes spent.
+        forwards: per-sample number of forward-only passes (evaluation of iterates).
+    """
+
+    x_adv: torch.Tensor
+    success: torch.Tensor
+    logits: torch.Tensor
+    distance: torch.Tensor
+    passes: torch.Tensor
+    forwards: torch.Tensor
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def success_rate(self) -> float:
+        n = self.success.numel()
+        return float(self.success.float().mean()) if n else math.nan
+
+    @staticmethod
+    def cat(parts: list[AttackResult]) -> AttackResult:
+        kwargs: dict[str, Any] = {}
+        for f in fields(AttackResult):
+            if f.name == "info":
+                continue
+            kwargs[f.name] = torch.cat([getattr(p, f.name) for p in parts])
+        kwargs["info"] = parts[0].info if parts else {}
+        return AttackResult(**kwargs)
+
+
+class Attack(ABC):
+    """Base class: settings at construction, data at call time.
+
+    ``attack(model, x, criterion, threat=ThreatModel("linf", 0.3))`` returns an
+    :class:`AttackResult`. ``criterion`` is a :class:`~advlab.criteria.Criterion`
+    or a label tensor.
+    """
+
+    #: whether the attack is restricted to a norm ball (minimal-perturbation attacks are not)
+    bounded: bool = True
+
+    def settings(self) -> dict[str, Any]:
+        """The constructor settings, for JSON results."""
+        out: dict[str, Any] = {"attack": type(self).__name__}
+        for k, v in vars(self).items():
+            if not k.startswith("_"):
+                out[k] = v
+        return out
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
+        return f"{type(self).__name__}({args})"
+
+    def __call__(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        criterion: Criterion | torch.Tensor,
+        *,
+        threat: ThreatModel,
+        generator: torch.Generator | None = None,
+        batch_size: int | None = None,
+    ) -> AttackResult:
+        if not isinstance(threat, ThreatModel):
+            raise TypeError("threat must be a ThreatModel, e.g. ThreatModel('linf', 0.3)")
+        crit = as_criterion(criterion)
+        check_inputs(model, x, threat.bounds)
+        if crit.classes.device != x.device:
+            raise ValueError(
+                f"labels/targets are on {crit.classes.device} but inputs on {x.device}"
+            )
+        if batch_size is not None and batch_size <= 0:
+            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        n = x.shape[0]
+        with eval_mode(model):
+            if n:
+                with torch.no_grad():
+                    probe = model(x[: min(n, 2)])
+                check_logits(probe, min(n, 2))
+                crit.validate(n, probe.shape[1])
+            bs = batch_size or n or 1
+            parts = []
+            for start in range(0, n, bs):
+                sl = slice(start, start + bs)
+                parts.append(self._run(model, x[sl], crit[sl], threat, generator))
+            if not parts:
+                empty = x.new_zeros((0,))
+                return AttackResult(x.clone(), empty.bool(), x.new_zeros((0, 0)), empty,
+                                    empty.long(), empty.long())
+        return AttackResult.cat(parts)
+
+    @abstractmethod
+    def _run(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        criterion: Criterion,
+        threat: ThreatModel,
+        generator: torch.Generator | None,
+    ) -> AttackResult:
+        """Attack one batch (model already in eval mode, inputs validated)."""
+
+
+def input_grad(
+    model: nn.Module, x: torch.Tensor, criterion: Criterion, loss: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits at ``x`` and the gradient of the summed objective w.r.t. ``x`` only."""
+    xg = x.detach().requires_grad_(True)
+    with torch.enable_grad():
+        logits = model(xg)
+        obj = criterion.loss(logits, loss)
+        (grad,) = torch.autograd.grad(obj.sum(), xg)
+    return logits.detach(), grad

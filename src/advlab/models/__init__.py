@@ -1,0 +1,21 @@
+"""Models: a registry of the lecture's classifiers, all returning logits on [0, 1] inputs."""
+
+from advlab.models.layers import Normalize
+from advlab.models.registry import MODELS, available_models, create_model
+from advlab.models.zoo import (
+    MLP,
+    LogisticRegression,
+    MadryCNN,
+    Maxout,
+    MaxoutMLP,
+    RBFNetwork,
+    SoftmaxRegression,
+    confidence,
+    training_loss,
+)
+
+__all__ = [
+    "MODELS", "available_models", "create_model", "Normalize", "MLP", "LogisticRegression",
+    "MadryCNN", "Maxout", "MaxoutMLP", "RBFNetwork", "SoftmaxRegression", "confidence",
+    "training_loss",
+]
