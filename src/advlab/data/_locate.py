@@ -9,7 +9,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["DATASET_SUBFOLDERS", "default_cache_dir", "not_found_message", "search_dirs", "suggested_dir"]
+__all__ = [
+    "DATASET_SUBFOLDERS",
+    "default_cache_dir",
+    "not_found_message",
+    "search_dirs",
+    "suggested_dir",
+]
 
 #: Sub-folder names recognised under a data or cache directory, canonical name first
 #: (``MNIST/raw`` and ``FashionMNIST/raw`` are torchvision's layout).

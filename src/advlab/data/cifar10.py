@@ -16,6 +16,7 @@ References:
 
 from __future__ import annotations
 
+import importlib
 import io
 import logging
 import os
@@ -75,25 +76,31 @@ _ALL_MEMBERS = (*_SPLIT_BATCHES["train"], *_SPLIT_BATCHES["test"], _META)
 _PIXELS = 3 * 32 * 32
 
 
-def _numpy_reconstruct() -> Callable[..., Any]:
-    try:
-        from numpy._core.multiarray import _reconstruct  # numpy >= 2
-    except ImportError:  # pragma: no cover - numpy 1.x
-        from numpy.core.multiarray import _reconstruct
-    return _reconstruct
+def _numpy_reconstruct() -> Any:
+    """Return numpy's ``_reconstruct`` without touching the deprecated ``numpy.core``."""
+    for module in ("numpy._core.multiarray", "numpy.core.multiarray"):
+        try:
+            return importlib.import_module(module)._reconstruct
+        except (ImportError, AttributeError):  # pragma: no cover - depends on numpy version
+            continue
+    raise pickle.UnpicklingError("numpy's _reconstruct is unavailable")  # pragma: no cover
+
+
+def _constant(value: Any) -> Callable[[], Any]:
+    return lambda: value
 
 
 def _allowed_globals() -> dict[tuple[str, str], Callable[[], Any]]:
     """``(module, name) -> resolver`` for every global a CIFAR batch may reference."""
     table: dict[tuple[str, str], Callable[[], Any]] = {
-        ("numpy", "ndarray"): lambda: np.ndarray,
-        ("numpy", "dtype"): lambda: np.dtype,
+        ("numpy", "ndarray"): _constant(np.ndarray),
+        ("numpy", "dtype"): _constant(np.dtype),
     }
     for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
         table[(module, "_reconstruct")] = _numpy_reconstruct
     for builtin in (dict, list, str, bytes, int):
         for module in ("builtins", "__builtin__"):
-            table[(module, builtin.__name__)] = lambda b=builtin: b
+            table[(module, builtin.__name__)] = _constant(builtin)
     return table
 
 

@@ -179,7 +179,9 @@ class ImageDataset:
                 new_labels = lookup[self.labels]
                 new_classes = tuple(self.classes[c] for c in chosen)
         elif relabel:
-            raise ValueError("relabel=True needs classes, e.g. subset(classes=[3, 7], relabel=True)")
+            raise ValueError(
+                "relabel=True needs classes, e.g. subset(classes=[3, 7], relabel=True)"
+            )
         if limit is not None:
             keep = keep[:limit]
         if keep.numel() == 0:

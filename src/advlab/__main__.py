@@ -1,0 +1,3 @@
+from advlab.cli.app import main
+
+main()

@@ -1,0 +1,428 @@
+"""The ``advlab`` command line. The only place that sets seeds, reads env vars and prints."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import importlib.util
+import json
+import logging
+import os
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Annotated, Any
+
+import torch
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from torch import nn
+
+from advlab import __version__
+
+app = typer.Typer(
+    name="advlab",
+    help="Adversarial examples and adversarial training: attacks, evaluation, training, reports.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console(stderr=True)
+out_console = Console()
+
+DataDir = Annotated[
+    Path | None,
+    typer.Option("--data-dir", envvar="ADVLAB_DATA",
+                 help="Folder with dataset files (or its parent). Env: ADVLAB_DATA."),
+]
+CacheDir = Annotated[
+    Path | None,
+    typer.Option("--cache-dir", envvar="ADVLAB_CACHE",
+                 help="Download and model cache (default ~/.cache/advlab). Env: ADVLAB_CACHE."),
+]
+
+
+class UsageError(ValueError):
+    """Bad command-line input."""
+
+
+def _cache(cache_dir: Path | None) -> Path:
+    return (cache_dir or Path.home() / ".cache" / "advlab").expanduser()
+
+
+def _parse_classes(spec: str | None) -> list[int] | None:
+    if not spec:
+        return None
+    try:
+        return [int(c) for c in spec.replace("-", ",").replace("vs", ",").split(",") if c.strip()]
+    except ValueError:
+        raise UsageError(f"--classes must be a comma-separated list of class indices, got {spec!r}") from None
+
+
+def _parse_floats(spec: str, what: str) -> list[float]:
+    try:
+        return [float(v) for v in spec.split(",") if v.strip()]
+    except ValueError:
+        raise UsageError(f"{what} must be a comma-separated list of numbers, got {spec!r}") from None
+
+
+def _load_data(name: str, split: str, data_dir: Path | None, cache_dir: Path | None,
+               limit: int | None, classes: str | None, download: bool = True):  # type: ignore[no-untyped-def]
+    from advlab.data import load_dataset
+
+    cls = _parse_classes(classes)
+    return load_dataset(name, split, data_dir=data_dir, download=download, limit=limit,
+                        classes=cls, relabel=cls is not None, cache_dir=_cache(cache_dir))
+
+
+def _load_model(spec: str) -> nn.Module:
+    """An advlab checkpoint directory, or ``file.py:function`` returning an ``nn.Module``."""
+    from advlab.checkpoint import load_model
+
+    if ":" in spec and spec.split(":", 1)[0].endswith(".py"):
+        file, fn = spec.split(":", 1)
+        path = Path(file)
+        if not path.is_file():
+            raise UsageError(f"model file {file} not found")
+        mod_spec = importlib.util.spec_from_file_location(path.stem, path)
+        assert mod_spec and mod_spec.loader
+        module = importlib.util.module_from_spec(mod_spec)
+        mod_spec.loader.exec_module(module)
+        factory = getattr(module, fn, None)
+        if not callable(factory):
+            raise UsageError(f"{file} has no function {fn!r}")
+        model = factory()
+        if not isinstance(model, nn.Module):
+            raise UsageError(f"{spec} returned {type(model).__name__}, not a torch.nn.Module")
+        return model.eval()
+    path = Path(spec)
+    if not path.exists():
+        raise UsageError(f"checkpoint {spec} not found (give an advlab checkpoint directory "
+                         "or file.py:function)")
+    return load_model(path)
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    from advlab.checkpoint import atomic_write_text
+
+    atomic_write_text(path, json.dumps(obj, indent=2, default=str) + "\n")
+
+
+def _make_attack(name: str, steps: int | None, step_size: float | None,
+                 rel_step_size: float | None, restarts: int, random_init: bool | None,
+                 early_stop: bool, loss: str):  # type: ignore[no-untyped-def]
+    from advlab.attacks import ATTACKS, BIM, FGSM, PGD
+
+    key = name.lower()
+    if key not in ATTACKS:
+        raise UsageError(f"unknown attack {name!r}; use one of {sorted(ATTACKS)}")
+    if key in ("fgsm", "fgm"):
+        return FGSM(loss=loss)
+    if key == "bim":
+        return BIM(steps=steps or 10, step_size=step_size, rel_step_size=rel_step_size,
+                   loss=loss, early_stop=early_stop)
+    return PGD(steps=steps or 40, step_size=step_size, rel_step_size=rel_step_size,
+               random_init=True if random_init is None else random_init, restarts=restarts,
+               loss=loss, early_stop=early_stop)
+
+
+# ----------------------------------------------------------------------------- train
+
+
+@app.command()
+def train(
+    model: Annotated[str, typer.Option(help="Model name: softmax, logistic, mlp, cnn, maxout, rbf.")] = "cnn",
+    dataset: Annotated[str, typer.Option(help="mnist, fashion-mnist, cifar10 or digits.")] = "mnist",
+    out: Annotated[Path, typer.Option(help="Checkpoint directory.")] = Path("runs/model"),
+    epochs: int = 1,
+    batch_size: int = 128,
+    lr: float = 1e-3,
+    optimizer: Annotated[str, typer.Option(help="adam or sgd.")] = "adam",
+    seed: int = 0,
+    limit: Annotated[int | None, typer.Option(help="Use only the first N training examples.")] = None,
+    classes: Annotated[str | None, typer.Option(help="Keep only these classes, e.g. 3,7.")] = None,
+    resume: Annotated[bool, typer.Option(help="Continue an interrupted run in --out.")] = False,
+    data_dir: DataDir = None,
+    cache_dir: CacheDir = None,
+) -> None:
+    """Train a model and write a checkpoint (safetensors + JSON) after every epoch."""
+    from advlab.defenses import TrainConfig, fit
+    from advlab.models import create_model
+
+    train_ds = _load_data(dataset, "train", data_dir, cache_dir, limit, classes)
+    test_ds = _load_data(dataset, "test", data_dir, cache_dir, None, classes)
+    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, seed=seed)
+    cfg.validate()
+    x = train_ds.images.float() / 255
+    settings = {"in_shape": list(train_ds.shape), "num_classes": train_ds.num_classes,
+                "mean": x.mean(dim=(0, 2, 3)).tolist(),
+                "std": x.std(dim=(0, 2, 3)).clamp_min(1e-3).tolist()}
+    torch.manual_seed(seed)
+    net = create_model(model, **settings)
+    console.print(f"training [bold]{model}[/] on {len(train_ds)} {dataset} images -> {out}")
+    with Progress(TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("loss {task.fields[loss]:.4f} acc {task.fields[acc]:.2%}"),
+                  TimeElapsedColumn(), console=console) as progress:
+        task = progress.add_task("train", total=None, epoch=0, loss=0.0, acc=0.0)
+
+        def on_batch(ep: int, step: int, steps: int, loss: float, acc: float) -> None:
+            progress.update(task, completed=step, total=steps, epoch=f"{ep + 1}/{epochs}",
+                            loss=loss, acc=acc)
+
+        def on_epoch(e: Any) -> None:
+            msg = f"epoch {e.epoch}: loss {e.loss:.4f} train acc {e.train_acc:.2%}"
+            if e.test_acc is not None:
+                msg += f" test acc {e.test_acc:.2%}"
+            progress.console.print(msg + f" ({e.seconds:.1f} s)")
+
+        result = fit(net, train_ds.images, train_ds.labels, cfg,
+                     test=(test_ds.images, test_ds.labels), checkpoint_dir=out, resume=resume,
+                     meta={"dataset": dataset, "seed": seed, "classes": _parse_classes(classes),
+                           "limit": limit},
+                     on_batch=on_batch, on_epoch=on_epoch)
+    last = result.history[-1]
+    out_console.print(json.dumps({"checkpoint": str(out), "epochs": last.epoch,
+                                  "test_acc": last.test_acc, "passes": result.passes,
+                                  "seconds": round(result.seconds, 2)}))
+
+
+# ----------------------------------------------------------------------------- eval / attack
+
+AttackOpt = Annotated[str, typer.Option(help="fgsm, bim or pgd.")]
+
+
+def _common_eval(checkpoint: str, dataset: str, split: str, limit: int | None, classes: str | None,
+                 data_dir: Path | None, cache_dir: Path | None):  # type: ignore[no-untyped-def]
+    net = _load_model(checkpoint)
+    meta = getattr(net, "advlab_meta", {})
+    if classes is None and meta.get("classes"):
+        classes = ",".join(str(c) for c in meta["classes"])
+    ds = _load_data(dataset, split, data_dir, cache_dir, limit, classes)
+    return net, ds
+
+
+@app.command("eval")
+def eval_cmd(
+    checkpoint: Annotated[str, typer.Argument(help="advlab checkpoint dir, or file.py:function returning a model.")],
+    dataset: str = "mnist",
+    split: str = "test",
+    limit: Annotated[int | None, typer.Option(help="First N examples.")] = 1000,
+    classes: str | None = None,
+    attack: AttackOpt = "pgd",
+    norm: Annotated[str, typer.Option(help="linf, l2 or l1.")] = "linf",
+    eps: float = 0.3,
+    steps: int | None = None,
+    step_size: float | None = None,
+    rel_step_size: float | None = None,
+    restarts: int = 1,
+    random_init: Annotated[bool | None, typer.Option("--random-init/--no-random-init")] = None,
+    early_stop: Annotated[bool, typer.Option(help="Stop per sample once broken (same accuracy, less work).")] = True,
+    loss: Annotated[str, typer.Option(help="ce, cw or dlr.")] = "ce",
+    eps_curve: Annotated[str | None, typer.Option(help="Also an accuracy curve over these eps, e.g. 0,0.1,0.2,0.3.")] = None,
+    batch_size: int = 500,
+    seed: int = 0,
+    per_sample: Annotated[bool, typer.Option(help="Include per-sample flags in the JSON.")] = False,
+    out: Annotated[Path | None, typer.Option(help="Write results JSON here.")] = None,
+    data_dir: DataDir = None,
+    cache_dir: CacheDir = None,
+) -> None:
+    """Clean and robust accuracy of a model under an attack; JSON results."""
+    from advlab.evaluation import accuracy_vs_eps, evaluate
+    from advlab.threat import ThreatModel
+
+    net, ds = _common_eval(checkpoint, dataset, split, limit, classes, data_dir, cache_dir)
+    threat = ThreatModel(norm, eps)
+    atk = _make_attack(attack, steps, step_size, rel_step_size, restarts, random_init, early_stop, loss)
+    x, y = ds.tensors()
+    gen = torch.Generator().manual_seed(seed)
+    console.print(f"evaluating on {len(ds)} {dataset}/{split} images: {atk!r}, {norm} eps={eps}")
+    res = evaluate(net, x, y, atk, threat, generator=gen, batch_size=batch_size, seed=seed)
+    d = res.to_dict(per_sample=per_sample)
+    d["dataset"] = dataset
+    d["model"] = checkpoint
+    if eps_curve:
+        curve = accuracy_vs_eps(net, x, y, atk, _parse_floats(eps_curve, "--eps-curve"), norm,
+                                generator=torch.Generator().manual_seed(seed), batch_size=batch_size)
+        d["curve"] = curve.to_dict()
+    table = Table(title="advlab eval")
+    for col in ("clean acc", "robust acc", "success", "confidence on mistakes", "passes", "time"):
+        table.add_column(col)
+    table.add_row(f"{res.clean_acc:.2%}", f"{res.robust_acc:.2%}", f"{res.attack_success_rate:.2%}",
+                  f"{res.mean_confidence_adv_mistakes or 0:.2%}", str(res.passes), f"{res.seconds:.1f}s")
+    console.print(table)
+    if out:
+        _write_json(out, d)
+        console.print(f"results written to {out}")
+    else:
+        out_console.print(json.dumps(d, default=str))
+
+
+def _quantize(x: torch.Tensor, x_adv: torch.Tensor) -> torch.Tensor:
+    """uint8 images whose perturbation is rounded toward zero, so it stays inside the ball."""
+    base = torch.round(x * 255)
+    delta = torch.trunc((x_adv * 255 - base).clamp(-255, 255))
+    return (base + delta).clamp(0, 255).to(torch.uint8)
+
+
+@app.command("attack")
+def attack_cmd(
+    checkpoint: Annotated[str, typer.Argument(help="advlab checkpoint dir, or file.py:function returning a model.")],
+    out: Annotated[Path, typer.Option(help="Output directory.")] = Path("runs/attack"),
+    dataset: str = "mnist",
+    split: str = "test",
+    limit: int | None = 100,
+    classes: str | None = None,
+    attack: AttackOpt = "pgd",
+    norm: str = "linf",
+    eps: float = 0.3,
+    steps: int | None = None,
+    step_size: float | None = None,
+    rel_step_size: float | None = None,
+    restarts: int = 1,
+    random_init: Annotated[bool | None, typer.Option("--random-init/--no-random-init")] = None,
+    target: Annotated[int | None, typer.Option(help="Targeted attack towards this class.")] = None,
+    loss: str = "ce",
+    batch_size: int = 500,
+    seed: int = 0,
+    data_dir: DataDir = None,
+    cache_dir: CacheDir = None,
+) -> None:
+    """Craft adversarial examples, save them (uint8 + labels + predictions) and a grid image."""
+    from safetensors.torch import save as st_save
+
+    from advlab.checkpoint import atomic_write_bytes
+    from advlab.criteria import Misclassification, TargetedMisclassification
+    from advlab.evaluation import predict
+    from advlab.models import confidence
+    from advlab.reporting import figures
+    from advlab.threat import ThreatModel
+
+    net, ds = _common_eval(checkpoint, dataset, split, limit, classes, data_dir, cache_dir)
+    threat = ThreatModel(norm, eps)
+    atk = _make_attack(attack, steps, step_size, rel_step_size, restarts, random_init, False, loss)
+    x, y = ds.tensors()
+    if target is not None:
+        if not 0 <= target < ds.num_classes:
+            raise UsageError(f"--target must be in [0, {ds.num_classes - 1}]")
+        crit: Any = TargetedMisclassification(torch.full_like(y, target))
+    else:
+        crit = Misclassification(y)
+    gen = torch.Generator().manual_seed(seed)
+    t0 = time.perf_counter()
+    res = atk(net, x, crit, threat=threat, generator=gen, batch_size=batch_size)
+    seconds = time.perf_counter() - t0
+    adv_u8 = _quantize(x, res.x_adv)
+    with torch.no_grad():
+        xq = adv_u8.float() / 255
+        clean_logits, adv_logits = predict(net, x), predict(net, xq)
+    q_success = crit.is_success(adv_logits)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out / "adversarials.safetensors", st_save({
+        "x_adv": adv_u8.contiguous(), "labels": y, "clean_pred": clean_logits.argmax(1),
+        "adv_pred": adv_logits.argmax(1)}, metadata={"threat": json.dumps(threat.to_dict())}))
+    fig = figures.adversarial_grid(
+        x, xq, clean_logits.argmax(1).tolist(), confidence(net, clean_logits).tolist(),
+        adv_logits.argmax(1).tolist(), confidence(net, adv_logits).tolist(), ds.classes,
+        labels=y.tolist())
+    from advlab.checkpoint import atomic_write_bytes as _awb
+
+    _awb(out / "grid.png", figures.figure_to_png(fig))
+    summary = {"n_examples": len(ds), "success_rate": res.success_rate,
+               "success_rate_uint8": float(q_success.float().mean()) if len(ds) else None,
+               "mean_distance": float(threat.strategy.distance(xq, x).mean()) if len(ds) else None,
+               "threat": threat.to_dict(), "attack": atk.settings(), "targeted": target is not None,
+               "target": target, "seconds": seconds, "passes": int(res.passes.sum()),
+               "files": ["adversarials.safetensors", "grid.png"]}
+    _write_json(out / "attack.json", summary)
+    console.print(f"success rate {res.success_rate:.2%} (after uint8 rounding "
+                  f"{summary['success_rate_uint8']:.2%}); wrote {out}/adversarials.safetensors, grid.png")
+    out_console.print(json.dumps(summary, default=str))
+
+
+# ----------------------------------------------------------------------------- lecture
+
+
+@app.command()
+def lecture(
+    out: Annotated[Path, typer.Option(help="Report directory (index.html + results.json).")] = Path("lecture-report"),
+    quick: Annotated[bool, typer.Option(help="Smaller models and slices (about 2 minutes).")] = False,
+    dataset: Annotated[str, typer.Option(help="mnist (falls back to digits if unavailable) or digits.")] = "mnist",
+    sections: Annotated[str | None, typer.Option(help="Only these sections, comma-separated.")] = None,
+    seed: int = 0,
+    download: Annotated[bool, typer.Option(help="Download the dataset if it is not found locally.")] = True,
+    data_dir: DataDir = None,
+    cache_dir: CacheDir = None,
+) -> None:
+    """Run the lecture's experiments and write one self-contained HTML report."""
+    from advlab.checkpoint import atomic_write_text
+    from advlab.data import DatasetError, load_dataset
+    from advlab.reporting.html import render_report
+    from advlab.reporting.lecture import LectureContext, run_sections
+
+    t0 = time.perf_counter()
+    notices = []
+    cache = _cache(cache_dir)
+    try:
+        train_ds = load_dataset(dataset, "train", data_dir=data_dir, download=download, cache_dir=cache)
+        test_ds = load_dataset(dataset, "test", data_dir=data_dir, download=download, cache_dir=cache)
+    except DatasetError as e:
+        if dataset.lower() != "mnist":
+            raise
+        notice = f"MNIST unavailable ({e}); falling back to scikit-learn's bundled 8x8 digits."
+        console.print(f"[yellow]notice:[/] {notice}")
+        notices.append(notice)
+        train_ds = load_dataset("digits", "train")
+        test_ds = load_dataset("digits", "test")
+    torch.manual_seed(seed)
+    ctx = LectureContext(train=train_ds, test=test_ds, quick=quick, cache_dir=cache / "models",
+                         seed=seed, progress=lambda m: console.print(f"[dim]{m}[/]"))
+    only = [s.strip() for s in sections.split(",")] if sections else None
+    secs = run_sections(ctx, only)
+    seconds = time.perf_counter() - t0
+    meta = {"version": __version__, "dataset": train_ds.name, "mode": "quick" if quick else "full",
+            "seconds": seconds, "seed": seed, "notices": notices,
+            "date": _dt.datetime.now().strftime("%Y-%m-%d %H:%M")}
+    html = render_report("advlab lecture: adversarial examples and adversarial training", secs, meta)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / "index.html", html)
+    _write_json(out / "results.json", {"meta": meta, "sections": [
+        {"key": s.key, "title": s.title, "seconds": s.seconds, "data": s.data} for s in secs]})
+    console.print(f"report written to {out / 'index.html'} in {seconds:.0f} s")
+
+
+@app.command()
+def info() -> None:
+    """List models, datasets and attacks."""
+    from advlab.attacks import ATTACKS
+    from advlab.data import available_datasets
+    from advlab.models import available_models
+
+    out_console.print(f"advlab {__version__}")
+    out_console.print("models:   " + ", ".join(available_models()))
+    out_console.print("datasets: " + ", ".join(available_datasets()))
+    out_console.print("attacks:  " + ", ".join(sorted(ATTACKS)))
+
+
+def main() -> None:
+    """Console entry point: bad input -> one-line error, exit code 2, no traceback."""
+    from advlab.checkpoint import CheckpointError
+    from advlab.data import DatasetError
+
+    logging.basicConfig(level=os.environ.get("ADVLAB_LOGLEVEL", "WARNING"))
+    warnings.simplefilter("default")
+    try:
+        app()
+    except (ValueError, TypeError, DatasetError, CheckpointError, FileNotFoundError,
+            PermissionError) as e:
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        console.print(f"[bold red]error:[/] {msg}", highlight=False)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/]: finished epochs/results are saved; rerun with --resume")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,96 @@
+"""Accuracy as a function of the perturbation budget ``eps``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from advlab.attacks.base import Attack
+from advlab.attacks.pgd import PGD
+from advlab.criteria import Misclassification
+from advlab.evaluation.metrics import predict
+from advlab.threat import ThreatModel
+from advlab.validation import check_inputs, eval_mode
+
+__all__ = ["AccuracyCurve", "accuracy_vs_eps"]
+
+
+@dataclass
+class AccuracyCurve:
+    """Robust accuracy per ``eps`` for one attack (``eps[0]`` may be 0: clean accuracy)."""
+
+    attack: str
+    norm: str
+    eps: list[float]
+    accuracy: list[float]
+    passes: int
+
+    def to_dict(self) -> dict[str, object]:
+        return {"attack": self.attack, "norm": self.norm, "eps": self.eps,
+                "accuracy": self.accuracy, "passes": self.passes}
+
+
+def _single_step(attack: Attack) -> bool:
+    return (isinstance(attack, PGD) and attack.steps == 1 and not attack.random_init
+            and attack.restarts == 1)
+
+
+def accuracy_vs_eps(
+    model: nn.Module,
+    x: torch.Tensor,
+    labels: torch.Tensor,
+    attack: Attack,
+    eps: Sequence[float],
+    norm: str = "linf",
+    *,
+    bounds: tuple[float, float] = (0.0, 1.0),
+    generator: torch.Generator | None = None,
+    batch_size: int = 500,
+    name: str | None = None,
+) -> AccuracyCurve:
+    """Robust accuracy of ``model`` under ``attack`` for every budget in ``eps``.
+
+    For a single-step attack without random start (FGSM/FGM) the gradient does
+    not depend on ``eps``: it is computed once and every budget costs one extra
+    forward pass. Other attacks run once per budget.
+    """
+    eps = [float(e) for e in eps]
+    threats = [ThreatModel(norm, e, bounds) for e in eps]
+    check_inputs(model, x, bounds)
+    crit = Misclassification(labels)
+    accs: list[float] = []
+    passes = 0
+    n = max(1, x.shape[0])
+    if _single_step(attack):
+        assert isinstance(attack, PGD)
+        correct = torch.zeros(len(eps), dtype=torch.long)
+        strategy = threats[0].strategy
+        with eval_mode(model, "evaluation"):
+            for s in range(0, x.shape[0], batch_size):
+                xb, cb = x[s:s + batch_size], crit[slice(s, s + batch_size)]
+                xg = xb.detach().requires_grad_(True)
+                with torch.enable_grad():
+                    obj = cb.loss(model(xg), attack.loss)
+                    (g,) = torch.autograd.grad(obj.sum(), xg)
+                passes += xb.shape[0]
+                direction = strategy.normalize_grad(g)
+                with torch.no_grad():
+                    for i, t in enumerate(threats):
+                        xa = t.project(xb + t.eps * direction, xb)
+                        correct[i] += int((model(xa).argmax(1) == cb.classes).sum())
+        accs = [int(c) / n for c in correct]
+    else:
+        with eval_mode(model, "evaluation"):
+            clean_ok = predict(model, x, batch_size).argmax(1) == labels
+        for t in threats:
+            if t.eps == 0:
+                accs.append(float(clean_ok.float().mean()) if x.shape[0] else float("nan"))
+                continue
+            r = attack(model, x, crit, threat=t, generator=generator, batch_size=batch_size)
+            passes += int(r.passes.sum())
+            accs.append(float((clean_ok & (r.logits.argmax(1) == labels)).float().mean()))
+    return AccuracyCurve(attack=name or type(attack).__name__, norm=threats[0].norm if threats
+                         else norm, eps=eps, accuracy=accs, passes=passes)
