@@ -405,6 +405,10 @@ def info() -> None:
     out_console.print("attacks:  " + ", ".join(sorted(ATTACKS)))
 
 
+# Commands of later capabilities live in their own modules and register on ``app``.
+from advlab.cli import cmd_analysis, cmd_defenses, cmd_evaluation, cmd_physical, cmd_transfer  # noqa: E402,F401,I001
+
+
 def main() -> None:
     """Console entry point: bad input -> one-line error, exit code 2, no traceback."""
     from advlab.checkpoint import CheckpointError

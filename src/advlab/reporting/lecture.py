@@ -22,17 +22,13 @@ import torch
 from torch import nn
 
 from advlab import __version__
-from advlab.attacks import FGSM, PGD
 from advlab.checkpoint import META_FILE, load_model, read_metadata
 from advlab.data import ImageDataset
 from advlab.defenses.trainer import TrainConfig, fit
-from advlab.evaluation import accuracy_vs_eps, evaluate, predict
-from advlab.models import confidence, create_model
-from advlab.reporting import figures
+from advlab.models import create_model
 from advlab.reporting.html import Section
-from advlab.threat import ThreatModel
 
-__all__ = ["LectureContext", "SECTIONS", "section", "run_sections", "MODEL_RECIPES"]
+__all__ = ["LectureContext", "SECTIONS", "section", "run_sections", "MODEL_RECIPES", "load_sections"]
 
 log = logging.getLogger(__name__)
 
@@ -96,23 +92,40 @@ class LectureContext:
         return torch.Generator().manual_seed(self.seed)
 
     def model(self, name: str) -> nn.Module:
-        """The trained model ``name`` (from :data:`MODEL_RECIPES`), trained once and cached."""
+        """The trained model ``name`` (a key of :data:`MODEL_RECIPES`), trained once and cached.
+
+        A recipe is a dict with ``settings`` (model settings), ``full``/``quick``
+        (TrainConfig fields), ``quick_limit`` (training examples in quick mode) and
+        optionally ``model`` (registry name, default: the key), ``classes`` (class
+        filter, relabelled), ``objective`` (a zero-argument factory returning a
+        training objective, e.g. adversarial training) and ``limit`` (training
+        examples in full mode).
+        """
         if name in self._models:
             return self._models[name]
+        if name not in MODEL_RECIPES:
+            raise ValueError(f"no lecture recipe for model {name!r}; known: {sorted(MODEL_RECIPES)}")
         recipe = MODEL_RECIPES[name]
         cfg_kw = recipe["quick" if self.quick else "full"]
         train = self.train
-        if self.quick and len(train) > recipe["quick_limit"]:
-            train = train.subset(limit=recipe["quick_limit"])
+        if recipe.get("classes") is not None:
+            train = train.subset(classes=recipe["classes"], relabel=True)
+        limit = recipe.get("quick_limit") if self.quick else recipe.get("limit")
+        if limit is not None and len(train) > limit:
+            train = train.subset(limit=limit)
         x = train.images.float() / 255
         mean = x.mean(dim=(0, 2, 3)).tolist()
         std = x.std(dim=(0, 2, 3)).clamp_min(1e-3).tolist()
-        settings = dict(recipe["settings"], in_shape=list(train.shape),
+        settings = dict(recipe.get("settings", {}), in_shape=list(train.shape),
                         num_classes=train.num_classes, mean=mean, std=std)
         cfg = TrainConfig(seed=self.seed, **cfg_kw)
-        key_src = json.dumps({"model": name, "settings": settings, "cfg": cfg.__dict__,
+        objective = recipe["objective"]() if recipe.get("objective") else None
+        obj_desc = getattr(objective, "settings", lambda: {})() if objective is not None else {}
+        arch = recipe.get("model", name)
+        key_src = json.dumps({"model": arch, "settings": settings, "cfg": cfg.__dict__,
+                              "objective": obj_desc, "classes": recipe.get("classes"),
                               "data": [train.name, len(train)], "v": __version__},
-                             sort_keys=True)
+                             sort_keys=True, default=str)
         key = hashlib.sha256(key_src.encode()).hexdigest()[:16]
         ckpt = self.cache_dir / f"{train.name}-{name}-{key}"
         model: nn.Module | None = None
@@ -127,17 +140,23 @@ class LectureContext:
             self.progress(f"training {name} on {len(train)} {train.name} images "
                           f"({cfg.epochs} epoch(s))")
             torch.manual_seed(self.seed)
-            model = create_model(name, **settings)
+            model = create_model(arch, **settings)
             resume = (ckpt / "train_state.safetensors").is_file()
-            fit(model, train.images, train.labels, cfg, checkpoint_dir=ckpt, resume=resume,
-                meta={"dataset": train.name, "seed": self.seed})
+            fit(model, train.images, train.labels, cfg, objective=objective, checkpoint_dir=ckpt,
+                resume=resume, meta={"dataset": train.name, "seed": self.seed})
         model.eval()
         self._models[name] = model
         return model
 
 
+def load_sections() -> None:
+    """Import the section modules (each registers its sections with :func:`section`)."""
+    import advlab.reporting.sections  # noqa: F401
+
+
 def run_sections(ctx: LectureContext, only: list[str] | None = None) -> list[Section]:
     """Compute every registered section (or those in ``only``) in order."""
+    load_sections()
     out = []
     keys = [k for k, _, _ in SECTIONS]
     for k in only or []:
@@ -152,78 +171,3 @@ def run_sections(ctx: LectureContext, only: list[str] | None = None) -> list[Sec
         s.key, s.title, s.seconds = key, title, time.perf_counter() - t0
         out.append(s)
     return out
-
-
-# --------------------------------------------------------------------------- sections
-
-
-@section("panda", "The panda-to-gibbon example, on digits")
-def panda_section(ctx: LectureContext) -> Section:
-    model = ctx.model("cnn")
-    x, y = ctx.eval_data(200)
-    classes = ctx.test.classes
-    logits = predict(model, x)
-    conf = confidence(model, logits)
-    ok = (logits.argmax(1) == y) & (conf > 0.9)
-    candidates = ok.nonzero().squeeze(1)
-    chosen = None
-    for eps in (0.1, 0.15, 0.2, 0.25, 0.3):
-        if candidates.numel() == 0:
-            break
-        r = FGSM()(model, x[candidates], y[candidates], threat=ThreatModel("linf", eps))
-        hit = r.success.nonzero().squeeze(1)
-        if hit.numel():
-            i = int(hit[0])
-            chosen = (int(candidates[i]), eps, r.x_adv[i], r.logits[i])
-            break
-    if chosen is None:
-        return Section("panda", "", data={"found": False})
-    j, eps, xa, alog = chosen
-    adv_conf = float(confidence(model, alog[None])[0])
-    adv_pred = int(alog.argmax())
-    data = {"found": True, "index": j, "eps": eps, "label": classes[int(y[j])],
-            "clean_pred": classes[int(logits[j].argmax())], "clean_conf": float(conf[j]),
-            "adv_pred": classes[adv_pred], "adv_conf": adv_conf}
-    fig = figures.adversarial_triplet(x[j], xa, data["clean_pred"], data["clean_conf"],
-                                      data["adv_pred"], adv_conf, eps)
-    return Section("panda", "", data=data, figures={"triplet": figures.figure_to_data_uri(fig)})
-
-
-@section("fgsm", "FGSM at eps = 0.25 against a shallow softmax model and a CNN")
-def fgsm_section(ctx: LectureContext) -> Section:
-    x, y = ctx.eval_data()
-    rows = []
-    threat = ThreatModel("linf", 0.25)
-    for name, label in (("softmax", "softmax regression"), ("cnn", "CNN (Madry et al. architecture)")):
-        model = ctx.model(name)
-        r = evaluate(model, x, y, FGSM(), threat, batch_size=500)
-        rows.append({"model": label, **r.to_dict()})
-    published = [
-        {"model": "shallow softmax, MNIST (Goodfellow et al. 2014)", "adv_error_rate": 0.999,
-         "mean_confidence_adv_mistakes": 0.793},
-        {"model": "maxout network, MNIST (Goodfellow et al. 2014)", "adv_error_rate": 0.894,
-         "mean_confidence_adv_mistakes": 0.976},
-    ]
-    return Section("fgsm", "", data={"rows": rows, "published": published, "eps": 0.25,
-                                     "n": int(x.shape[0])})
-
-
-@section("curves", "Accuracy vs eps: FGSM and PGD")
-def curves_section(ctx: LectureContext) -> Section:
-    x, y = ctx.eval_data(ctx.n_curve)
-    eps = [0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3]
-    steps = 10 if ctx.quick else 20
-    curves, labels = [], []
-    for name in ("softmax", "cnn"):
-        model = ctx.model(name)
-        curves.append(accuracy_vs_eps(model, x, y, FGSM(), eps, name="FGSM"))
-        labels.append(f"{name}: FGSM")
-        pgd = PGD(steps=steps, rel_step_size=2.5 / steps, random_init=True, early_stop=True)
-        curves.append(accuracy_vs_eps(model, x, y, pgd, eps, generator=ctx.generator(),
-                                      name=f"PGD-{steps}"))
-        labels.append(f"{name}: PGD-{steps}")
-    fig = figures.accuracy_curves(curves, labels, title=f"Linf robustness ({x.shape[0]} test images)")
-    table = [{"label": lab, **c.to_dict()} for lab, c in zip(labels, curves, strict=True)]
-    return Section("curves", "", data={"curves": table, "eps": eps, "n": int(x.shape[0]),
-                                       "steps": steps},
-                   figures={"curves": figures.figure_to_data_uri(fig)})

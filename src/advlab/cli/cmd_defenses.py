@@ -1,0 +1,3 @@
+"""CLI commands for defenses (register on `advlab.cli.app.app`)."""
+
+from __future__ import annotations

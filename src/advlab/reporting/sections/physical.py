@@ -1,0 +1,1 @@
+"""Report sections for physical (registered with @section)."""

@@ -1,0 +1,1 @@
+"""Report sections for transfer (registered with @section)."""
