@@ -12,6 +12,7 @@ from torch import nn
 
 from advlab.attacks import BIM, FGSM, PGD
 from advlab.criteria import Misclassification, TargetedMisclassification
+from advlab.physical import EOT, ILLC
 from advlab.threat import ThreatModel
 
 NORMS = ["linf", "l2", "l1"]
@@ -26,6 +27,8 @@ def attacks():
         "pgd-early-stop": PGD(steps=5, early_stop=True),
         "pgd-cw": PGD(steps=4, loss="cw"),
         "pgd-dlr": PGD(steps=4, loss="dlr"),
+        "illc": ILLC(steps=4),
+        "eot": EOT(samples=2, steps=3),
     }
 
 

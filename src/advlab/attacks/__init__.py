@@ -7,6 +7,12 @@ __all__ = ["Attack", "AttackResult", "PGD", "BIM", "FGSM", "FGM", "ATTACKS", "cr
 
 ATTACKS: dict[str, type[Attack]] = {"fgsm": FGSM, "fgm": FGM, "bim": BIM, "pgd": PGD}
 
+# issue 7: physical world (iterative least-likely class; expectation over transformation)
+from advlab.physical.attacks import EOT, ILLC  # noqa: E402
+
+ATTACKS.update({"illc": ILLC, "eot": EOT})
+__all__ += ["ILLC", "EOT"]
+
 
 def create_attack(name: str, **settings: object) -> Attack:
     """Build a registered attack by name (``fgsm``, ``bim``, ``pgd``, ...)."""

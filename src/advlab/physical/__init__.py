@@ -1,0 +1,41 @@
+"""Adversarial examples in the physical world: camera-like transforms, destruction rate, EOT.
+
+References:
+    Kurakin, Goodfellow & Bengio, "Adversarial examples in the physical world",
+    arXiv:1607.02533, 2016. Athalye, Engstrom, Ilyas & Kwok, "Synthesizing
+    Robust Adversarial Examples", ICML 2018.
+"""
+
+import advlab.attacks  # noqa: F401,I001  (first: it registers ILLC/EOT from this package)
+from advlab.physical.attacks import EOT, ILLC, least_likely_class
+from advlab.physical.destruction import (
+    DestructionRate,
+    DestructionReport,
+    DestructionRow,
+    destruction_experiment,
+    destruction_rate,
+    destruction_rate_from_predictions,
+)
+from advlab.physical.transforms import (
+    JPEG,
+    TRANSFORMS,
+    Affine,
+    BrightnessContrast,
+    Compose,
+    GaussianBlur,
+    GaussianNoise,
+    Identity,
+    Quantize,
+    Transform,
+    create_transform,
+    print_and_photograph,
+    standard_transforms,
+)
+
+__all__ = [
+    "Transform", "Identity", "Quantize", "BrightnessContrast", "GaussianBlur", "GaussianNoise",
+    "JPEG", "Affine", "Compose", "print_and_photograph", "TRANSFORMS", "create_transform",
+    "standard_transforms", "ILLC", "EOT", "least_likely_class", "DestructionRate",
+    "destruction_rate", "destruction_rate_from_predictions", "DestructionRow", "DestructionReport",
+    "destruction_experiment",
+]

@@ -1,0 +1,204 @@
+"""Attacks of the physical-world experiments: iterative least-likely class and EOT.
+
+* :class:`ILLC` (Kurakin et al. 2016) is BIM toward the class the model finds
+  least likely on the clean input; its goal is still misclassification.
+* :class:`EOT` (Athalye et al. 2018) is PGD on the expected loss over a
+  distribution of transformations, so the adversarial example survives them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from advlab.attacks.base import Attack, AttackResult
+from advlab.attacks.pgd import PGD
+from advlab.criteria import Criterion, TargetedMisclassification
+from advlab.losses import LOSSES
+from advlab.physical.transforms import Transform, print_and_photograph
+from advlab.threat import ThreatModel
+
+__all__ = ["ILLC", "EOT", "least_likely_class"]
+
+
+def least_likely_class(logits: torch.Tensor) -> torch.Tensor:
+    """The class with the lowest logit per sample (``y_LL`` of Kurakin et al.)."""
+    return logits.argmin(dim=1)
+
+
+class ILLC(Attack):
+    """Iterative least-likely class method (Kurakin et al. 2016).
+
+    BIM with a targeted objective toward ``y_LL = argmin_y p(y | x)`` on the
+    clean input: ``x <- clip(x - step * sign(grad CE(x, y_LL)))``. It is an
+    untargeted attack that uses the least-likely class as a surrogate target,
+    so the success it reports is that of the given criterion
+    (misclassification), and the returned point is the best iterate toward
+    ``y_LL``. ``info["targets"]`` holds the least-likely classes.
+
+    Args:
+        steps: iterations; Kurakin et al. use ``min(eps*255 + 4, 1.25 eps*255)``.
+        step_size: absolute step; default ``rel_step_size * eps``.
+        rel_step_size: step relative to eps; default ``2.5 / steps`` (Kurakin
+            et al. use 1/255 on a 0-255 scale, i.e. ``1 / (eps * 255)``).
+
+    References:
+        Kurakin, Goodfellow & Bengio, "Adversarial examples in the physical
+        world", arXiv:1607.02533, 2016.
+    """
+
+    def __init__(self, steps: int = 10, step_size: float | None = None,
+                 rel_step_size: float | None = None) -> None:
+        self.steps = steps
+        self.step_size = step_size
+        self.rel_step_size = rel_step_size
+
+    def _run(self, model: nn.Module, x: torch.Tensor, criterion: Criterion, threat: ThreatModel,
+             generator: torch.Generator | None) -> AttackResult:
+        if criterion.targeted:
+            raise ValueError("ILLC chooses its own target (the least-likely class); pass the true "
+                             "labels, or use BIM with a TargetedMisclassification criterion")
+        with torch.no_grad():
+            clean = model(x)
+        targets = least_likely_class(clean)
+        bim = PGD(steps=self.steps, step_size=self.step_size, rel_step_size=self.rel_step_size,
+                  random_init=False, restarts=1, loss="ce")
+        r = bim._run(model, x, TargetedMisclassification(targets), threat, generator)
+        return AttackResult(x_adv=r.x_adv, success=criterion.is_success(r.logits), logits=r.logits,
+                            distance=r.distance, passes=r.passes, forwards=r.forwards + 1,
+                            info={**r.info, "targets": targets})
+
+
+class EOT(Attack):
+    """Expectation over transformation (Athalye et al. 2018) with PGD steps.
+
+    Each step ascends ``E_t[loss(model(t(x)))]`` estimated with ``samples``
+    transformations drawn from ``transform`` (with the attack's generator),
+    then projects onto the threat model. The transforms act on ``[0, 1]``
+    images: inputs are rescaled from the threat model's bounds first.
+    Non-differentiable transforms (JPEG, quantization) contribute a
+    straight-through (BPDA) gradient.
+
+    The returned point per sample is the iterate at which the largest share of
+    the ``samples`` transformed copies satisfied the criterion (ties: highest
+    mean objective); ``info["expected_success"]`` is that share. ``success``
+    is the criterion on the untransformed ``x_adv`` (the digital result), like
+    every other attack. ``passes`` counts forward+backward passes of single
+    images, i.e. ``samples`` per step.
+
+    Args:
+        transform: the distribution of transformations; default
+            :func:`~advlab.physical.transforms.print_and_photograph`.
+        samples: transformations per gradient estimate (``>= 1``).
+        steps: gradient steps (``>= 1``).
+        step_size: absolute step; default ``rel_step_size * eps``.
+        rel_step_size: step relative to eps; default ``2.5 / steps``.
+        random_init: start from a uniform point in the ball.
+        loss: ``"ce" | "cw" | "dlr"``.
+
+    References:
+        Athalye, Engstrom, Ilyas & Kwok, "Synthesizing Robust Adversarial
+        Examples", ICML 2018 (arXiv:1707.07397, 2017).
+        Athalye, Carlini & Wagner, "Obfuscated Gradients Give a False Sense of
+        Security", ICML 2018 (BPDA for the non-differentiable transforms).
+    """
+
+    def __init__(self, transform: Transform | None = None, samples: int = 8, steps: int = 20,
+                 step_size: float | None = None, rel_step_size: float | None = None,
+                 random_init: bool = False, loss: str = "ce") -> None:
+        self.transform = transform
+        self.samples = samples
+        self.steps = steps
+        self.step_size = step_size
+        self.rel_step_size = rel_step_size
+        self.random_init = random_init
+        self.loss = loss
+
+    def settings(self) -> dict[str, Any]:
+        out = super().settings()
+        t = self.transform if self.transform is not None else print_and_photograph()
+        out["transform"] = t.settings()
+        return out
+
+    def _check(self) -> Transform:
+        for name in ("samples", "steps"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
+        if self.step_size is not None and self.step_size < 0:
+            raise ValueError(f"step_size must be >= 0, got {self.step_size}")
+        if self.rel_step_size is not None and self.rel_step_size < 0:
+            raise ValueError(f"rel_step_size must be >= 0, got {self.rel_step_size}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"unknown loss {self.loss!r}; use one of {sorted(LOSSES)}")
+        t = self.transform if self.transform is not None else print_and_photograph()
+        if not isinstance(t, Transform):
+            raise TypeError(f"transform must be an advlab.physical Transform, got {type(t).__name__}")
+        return t
+
+    def _run(self, model: nn.Module, x: torch.Tensor, criterion: Criterion, threat: ThreatModel,
+             generator: torch.Generator | None) -> AttackResult:
+        transform = self._check()
+        if x.ndim != 4:
+            raise ValueError(f"EOT needs image batches (N, C, H, W), got shape {tuple(x.shape)}")
+        n, k = x.shape[0], self.samples
+        norm, eps = threat.strategy, threat.eps
+        lo, hi = threat.bounds
+        if self.step_size is not None:
+            alpha = float(self.step_size)
+        else:
+            rel = self.rel_step_size if self.rel_step_size is not None else min(1.0, 2.5 / self.steps)
+            alpha = float(rel) * eps
+        crit_rep = criterion[torch.arange(n, device=x.device).repeat_interleave(k)]
+
+        def expected(xa: torch.Tensor, grad: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+            """Share of successful transformed copies, mean objective, gradient."""
+            xg = xa.detach().requires_grad_(grad)
+            with torch.set_grad_enabled(grad):
+                rep = ((xg - lo) / (hi - lo)).repeat_interleave(k, dim=0)
+                logits = model(transform(rep, generator) * (hi - lo) + lo)
+                obj = crit_rep.loss(logits, self.loss)
+                g = torch.autograd.grad(obj.sum() / k, xg)[0] if grad else None
+            succ = crit_rep.is_success(logits.detach()).float().view(n, k).mean(1)
+            return succ, obj.detach().view(n, k).mean(1), g
+
+        if self.random_init and eps > 0:
+            delta = norm.random_init(x.shape, eps, generator=generator, device=x.device, dtype=x.dtype)
+            xa = torch.clamp(x + delta, lo, hi)
+        else:
+            xa = x.clone()
+        best_x = x.clone()
+        best_share = torch.full((n,), -1.0, dtype=x.dtype, device=x.device)
+        best_obj = torch.full((n,), float("-inf"), dtype=x.dtype, device=x.device)
+        passes = torch.zeros(n, dtype=torch.long, device=x.device)
+        forwards = torch.zeros(n, dtype=torch.long, device=x.device)
+
+        def record(xa: torch.Tensor, share: torch.Tensor, obj: torch.Tensor) -> None:
+            better = (share > best_share) | ((share == best_share) & (obj > best_obj))
+            best_x[better] = xa[better]
+            best_share[better] = share[better]
+            best_obj[better] = obj[better]
+
+        for t in range(self.steps):
+            share, obj, grad = expected(xa, True)
+            assert grad is not None
+            passes += k
+            if t > 0 or (self.random_init and eps > 0):
+                record(xa, share, obj)
+            with torch.no_grad():
+                xa = xa + alpha * norm.normalize_grad(grad)
+                xa = torch.clamp(x + norm.project(xa - x, eps), lo, hi)
+        with torch.no_grad():
+            share, obj, _ = expected(xa, False)
+        forwards += k
+        record(xa, share, obj)
+        if eps == 0:
+            best_x = x.clone()
+        with torch.no_grad():
+            logits = model(best_x)
+        forwards += 1
+        return AttackResult(x_adv=best_x, success=criterion.is_success(logits), logits=logits,
+                            distance=norm.distance(best_x, x), passes=passes, forwards=forwards,
+                            info={"step_size": alpha, "expected_success": best_share.clamp_min(0)})
