@@ -1,20 +1,28 @@
-"""The fit loop: optimizer, epochs, per-epoch metrics, atomic checkpoints and resume.
+"""The fit loop: objectives, LR schedules, learning curves, checkpoints, resume and DDP.
 
 The loop is defense-agnostic: it takes a :class:`TrainingObjective` (clean
-training by default; adversarial objectives plug in here) and counts the
-forward+backward example passes the objective spends.
+training by default; adversarial objectives from
+:mod:`advlab.defenses.adversarial_training` and :mod:`advlab.defenses.vat` plug
+in here), counts the forward+backward example passes the objective spends, and
+optionally measures per-epoch learning curves (clean, FGSM and PGD test error at
+the training eps). Under ``torchrun`` (an initialised ``torch.distributed``
+process group) it trains with ``DistributedDataParallel``: every rank draws the
+same permutation, takes its share of each global batch, the attacks run on the
+unwrapped module, metrics are all-reduced and only rank 0 writes.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Protocol
 
 import torch
+import torch.distributed as dist
 from torch import nn
 
 from advlab.checkpoint import (
@@ -27,13 +35,21 @@ from advlab.checkpoint import (
 from advlab.models.zoo import training_loss
 
 __all__ = ["TrainConfig", "EpochLog", "TrainResult", "TrainingObjective", "CleanObjective", "fit",
-           "accuracy"]
+           "accuracy", "CurveConfig", "LRSchedule", "LR_SCHEDULES", "learning_curve_point"]
 
 log = logging.getLogger(__name__)
 
+#: learning-rate schedules understood by :class:`TrainConfig` (stepped once per batch)
+LR_SCHEDULES = ("constant", "cyclic", "step", "cosine")
+
 
 class TrainingObjective(Protocol):
-    """A training loss: returns ``(mean loss, logits used for accuracy, passes per example)``."""
+    """A training loss: returns ``(mean loss, logits used for accuracy, passes per example)``.
+
+    Objectives with ``semi_supervised = True`` also accept ``unlabeled=`` (a batch of
+    unlabelled inputs); called that way, the third value is the *total* number of
+    forward+backward example passes of the step.
+    """
 
     name: str
 
@@ -47,7 +63,7 @@ class CleanObjective:
     name = "none"
 
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-                 generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, int]:
+                 generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, int]:
         logits = model(x)
         return training_loss(model, logits, y), logits, 1
 
@@ -57,7 +73,18 @@ class CleanObjective:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Training settings (stored in the checkpoint; a resumed run must match)."""
+    """Training settings (stored in the checkpoint; a resumed run must match).
+
+    Attributes:
+        epochs, batch_size, optimizer ("adam" | "sgd"), lr, momentum, weight_decay, seed:
+            as usual; ``lr`` is the peak rate of a schedule.
+        lr_schedule: ``"constant"``; ``"cyclic"`` (one triangle 0 -> lr -> 0, peaking at
+            ``lr_peak`` of training, Smith 2017 as used by Wong et al. 2020); ``"step"``
+            (x0.1 at 50% and 75% of training); ``"cosine"`` (Loshchilov & Hutter 2017).
+            Stepped once per batch.
+        lr_peak: where the cyclic schedule peaks, as a fraction of training (``(0, 1)``).
+        unlabeled_batch_size: unlabelled examples per step in semi-supervised training.
+    """
 
     epochs: int = 1
     batch_size: int = 128
@@ -66,6 +93,9 @@ class TrainConfig:
     momentum: float = 0.9
     weight_decay: float = 0.0
     seed: int = 0
+    lr_schedule: str = "constant"
+    lr_peak: float = 0.4
+    unlabeled_batch_size: int = 256
 
     def validate(self) -> None:
         if self.epochs < 1:
@@ -76,6 +106,100 @@ class TrainConfig:
             raise ValueError(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
+        if not 0 < self.lr_peak < 1:
+            raise ValueError(f"lr_peak must be in (0, 1), got {self.lr_peak}")
+        if self.unlabeled_batch_size < 1:
+            raise ValueError(f"unlabeled_batch_size must be >= 1, got {self.unlabeled_batch_size}")
+
+
+class LRSchedule:
+    """Per-batch learning-rate schedule; its state (the step count) goes into the checkpoint.
+
+    Args:
+        kind: one of :data:`LR_SCHEDULES`.
+        lr: peak (base) learning rate.
+        total_steps: optimizer steps in the whole run.
+        peak: cyclic schedule's peak position as a fraction of training.
+
+    References:
+        Smith, "Cyclical Learning Rates for Training Neural Networks", WACV 2017.
+        Wong, Rice & Kolter, "Fast is better than free", ICLR 2020 (cyclic schedule).
+        Loshchilov & Hutter, "SGDR: Stochastic Gradient Descent with Warm Restarts", ICLR 2017.
+    """
+
+    def __init__(self, kind: str, lr: float, total_steps: int, peak: float = 0.4) -> None:
+        self.kind = kind
+        self.lr = lr
+        self.total_steps = total_steps
+        self.peak = peak
+        self.step_count = 0
+
+    def lr_at(self, step: int) -> float:
+        """Learning rate of optimizer step ``step`` (0-based); the position is ``(step + 1) / T``."""
+        t = min(1.0, (step + 1) / max(1, self.total_steps))
+        if self.kind == "cyclic":
+            mult = t / self.peak if t <= self.peak else (1 - t) / (1 - self.peak)
+        elif self.kind == "step":
+            mult = 1.0 if t <= 0.5 else 0.1 if t <= 0.75 else 0.01
+        elif self.kind == "cosine":
+            mult = 0.5 * (1 + math.cos(math.pi * (step / max(1, self.total_steps))))
+        else:
+            mult = 1.0
+        return self.lr * mult
+
+    def apply(self, optimizer: torch.optim.Optimizer) -> float:
+        """Set the rate of the next step on ``optimizer`` (no-op for ``"constant"``); advance."""
+        lr = self.lr_at(self.step_count)
+        if self.kind != "constant":
+            for g in optimizer.param_groups:
+                g["lr"] = lr
+        self.step_count += 1
+        return lr
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "lr": self.lr, "total_steps": self.total_steps,
+                "peak": self.peak, "step_count": self.step_count}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        keys = ("kind",) if self.kind == "constant" else ("kind", "total_steps")
+        for key in keys:
+            if state.get(key) != getattr(self, key):
+                raise CheckpointError(f"cannot resume: scheduler {key} differs from the checkpoint "
+                                      f"({state.get(key)} vs {getattr(self, key)})")
+        self.step_count = int(state["step_count"])
+
+
+@dataclass(frozen=True)
+class CurveConfig:
+    """Per-epoch learning curves: clean, FGSM and PGD test error at the training ``eps``.
+
+    Attributes:
+        eps: perturbation size of both attacks (normally the training eps).
+        norm: threat-model norm.
+        pgd_steps: PGD steps (random start, step ``2.5 eps / steps``, early stop).
+        n: test examples to use (``None``: all of ``test``).
+        seed: seeds the PGD random starts (epoch ``e`` uses ``seed + e``); a separate
+            generator, so curves never change the training run.
+        batch_size: attack batch size.
+    """
+
+    eps: float
+    norm: str = "linf"
+    pgd_steps: int = 10
+    n: int | None = 1000
+    seed: int = 0
+    batch_size: int = 500
+
+    def validate(self) -> None:
+        from advlab.threat import ThreatModel
+
+        ThreatModel(self.norm, self.eps)
+        if self.pgd_steps < 1:
+            raise ValueError(f"curve pgd_steps must be >= 1, got {self.pgd_steps}")
+        if self.n is not None and self.n < 1:
+            raise ValueError(f"curve n must be >= 1, got {self.n}")
 
 
 @dataclass
@@ -100,20 +224,83 @@ class TrainResult:
         return {"history": [asdict(h) for h in self.history], "passes": self.passes,
                 "seconds": self.seconds, "resumed_from": self.resumed_from}
 
+    def curves(self) -> dict[str, list[float]]:
+        """The per-epoch series (``epoch``, ``passes``, ``seconds`` cumulative, each extra metric)."""
+        out: dict[str, list[float]] = {"epoch": [], "passes": [], "seconds": [], "test_error": []}
+        cum_p, cum_s = 0, 0.0
+        for h in self.history:
+            cum_p += h.passes
+            cum_s += h.seconds
+            out["epoch"].append(h.epoch)
+            out["passes"].append(cum_p)
+            out["seconds"].append(cum_s)
+            out["test_error"].append(math.nan if h.test_acc is None else 1 - h.test_acc)
+            for k, v in h.extra.items():
+                out.setdefault(k, []).append(v)
+        return out
+
 
 def _to_float(x: torch.Tensor) -> torch.Tensor:
     return x.float().div_(255) if x.dtype == torch.uint8 else x
+
+
+def _correct(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int) -> int:
+    correct = 0
+    for s in range(0, images.shape[0], batch_size):
+        xb = _to_float(images[s:s + batch_size])
+        correct += int((model(xb).argmax(1) == labels[s:s + batch_size]).sum())
+    return correct
 
 
 @torch.no_grad()
 def accuracy(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
              batch_size: int = 1000) -> float:
     """Clean accuracy of ``model`` (run in its current mode) on uint8 or [0, 1] float images."""
-    correct = 0
-    for s in range(0, images.shape[0], batch_size):
-        xb = _to_float(images[s:s + batch_size])
-        correct += int((model(xb).argmax(1) == labels[s:s + batch_size]).sum())
-    return correct / max(1, images.shape[0])
+    return _correct(model, images, labels, batch_size) / max(1, images.shape[0])
+
+
+def _curve_counts(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
+                  curves: CurveConfig, generator: torch.Generator) -> torch.Tensor:
+    """``[n, clean wrong, FGSM robust-wrong, PGD robust-wrong]`` on ``images`` (model in eval mode)."""
+    from advlab.attacks import FGSM, PGD
+    from advlab.threat import ThreatModel
+
+    threat = ThreatModel(curves.norm, curves.eps)
+    x, y = _to_float(images), labels
+    n = int(x.shape[0])
+    if n == 0:
+        return torch.zeros(4, dtype=torch.float64)
+    with torch.no_grad():
+        clean_ok = torch.cat([model(x[s:s + curves.batch_size]).argmax(1) == y[s:s + curves.batch_size]
+                              for s in range(0, n, curves.batch_size)])
+    fgsm = FGSM()(model, x, y, threat=threat, batch_size=curves.batch_size)
+    pgd = PGD(steps=curves.pgd_steps, rel_step_size=min(1.0, 2.5 / curves.pgd_steps),
+              random_init=True, early_stop=True)(model, x, y, threat=threat, generator=generator,
+                                                  batch_size=curves.batch_size)
+    return torch.tensor([n, int((~clean_ok).sum()), int((~(clean_ok & ~fgsm.success)).sum()),
+                         int((~(clean_ok & ~pgd.success)).sum())], dtype=torch.float64)
+
+
+def learning_curve_point(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
+                         curves: CurveConfig, epoch: int = 0) -> dict[str, float]:
+    """Clean, FGSM and PGD test error of ``model`` (in eval mode) at ``curves.eps``.
+
+    Adversarial error counts a point as an error when it is misclassified clean or
+    after the attack (1 - robust accuracy, RobustBench convention).
+
+    References:
+        Goodfellow, Shlens & Szegedy, arXiv:1412.6572 (2014), Fig. 3 / Sec. 6.
+    """
+    n = curves.n or images.shape[0]
+    gen = torch.Generator().manual_seed(curves.seed + epoch)
+    c = _curve_counts(model, images[:n], labels[:n], curves, gen)
+    return _errors(c)
+
+
+def _errors(c: torch.Tensor) -> dict[str, float]:
+    n = max(1.0, float(c[0]))
+    return {"clean_error": float(c[1]) / n, "fgsm_error": float(c[2]) / n,
+            "pgd_error": float(c[3]) / n}
 
 
 def _make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
@@ -121,6 +308,28 @@ def _make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
         return torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                            weight_decay=cfg.weight_decay)
+
+
+def _dist_info() -> tuple[bool, int, int]:
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        return True, dist.get_rank(), dist.get_world_size()
+    return False, 0, 1
+
+
+def _all_reduce(t: torch.Tensor, on: bool) -> torch.Tensor:
+    if on:
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t
+
+
+def _objective_settings(objective: Any) -> dict[str, Any]:
+    return getattr(objective, "settings", lambda: {"defense": objective.name})()
+
+
+def _config_defaults(saved: dict[str, Any]) -> dict[str, Any]:
+    """A stored train config completed with the defaults of fields added since it was written."""
+    base = {f.name: f.default for f in fields(TrainConfig)}
+    return dict(base, **saved)
 
 
 def fit(
@@ -136,6 +345,8 @@ def fit(
     meta: dict[str, Any] | None = None,
     on_batch: Callable[[int, int, int, float, float], None] | None = None,
     on_epoch: Callable[[EpochLog], None] | None = None,
+    unlabeled: torch.Tensor | None = None,
+    curves: CurveConfig | None = None,
 ) -> TrainResult:
     """Train ``model`` in place.
 
@@ -147,16 +358,28 @@ def fit(
         config: :class:`TrainConfig`.
         objective: the training loss; clean training by default.
         test: optional held-out ``(images, labels)``; clean accuracy is logged per epoch.
-        checkpoint_dir: if given, after every epoch the train state, the weights and
-            ``model.json`` are written there atomically.
+        checkpoint_dir: if given, after every epoch the train state (weights, optimizer,
+            scheduler, RNG states, history with curves), the weights and ``model.json``
+            are written there atomically (by rank 0 only).
         resume: continue from ``checkpoint_dir/train_state.safetensors`` (same
             config required). Gives the same weights as an uninterrupted run.
         meta: extra metadata for ``model.json`` (dataset, seed, ...).
-        on_batch: ``(epoch, step, steps, loss, acc)`` after every batch (progress bars).
-        on_epoch: called with each :class:`EpochLog`.
+        on_batch: ``(epoch, step, steps, loss, acc)`` after every batch (progress bars;
+            rank 0 only, local batch figures).
+        on_epoch: called with each :class:`EpochLog` (rank 0 only).
+        unlabeled: optional unlabelled images for a semi-supervised objective (e.g.
+            :class:`~advlab.defenses.vat.VAT`). An epoch is then one pass over them in
+            batches of ``config.unlabeled_batch_size``, each step paired with a labelled
+            batch of ``config.batch_size`` drawn from a reshuffled stream of ``images``.
+        curves: per-epoch clean/FGSM/PGD test error on ``test`` (needs ``test``); stored
+            in each :class:`EpochLog`'s ``extra``. Uses its own generator: turning curves
+            on does not change the trained weights.
 
     Returns:
         The per-epoch history and the total count of forward+backward example passes.
+
+    Under ``torch.distributed`` (world size > 1), the model is wrapped in
+    ``DistributedDataParallel``; pass the same data and settings on every rank.
     """
     config.validate()
     if images.shape[0] != labels.shape[0]:
@@ -164,14 +387,49 @@ def fit(
     if images.shape[0] == 0:
         raise ValueError("cannot train on an empty dataset")
     objective = objective or CleanObjective()
+    validate = getattr(objective, "validate", None)
+    if callable(validate):
+        validate()
+    if unlabeled is not None:
+        if not getattr(objective, "semi_supervised", False):
+            raise ValueError(f"objective {objective.name!r} cannot use unlabelled data; "
+                             "use a semi-supervised objective such as VAT")
+        if unlabeled.shape[0] == 0:
+            raise ValueError("unlabeled is empty; pass None for supervised training")
+        if tuple(unlabeled.shape[1:]) != tuple(images.shape[1:]):
+            raise ValueError(f"unlabelled images have shape {tuple(unlabeled.shape[1:])}, "
+                             f"labelled ones {tuple(images.shape[1:])}")
+    if curves is not None:
+        if test is None:
+            raise ValueError("learning curves need test data: pass test=(images, labels)")
+        curves.validate()
+
+    distributed, rank, world = _dist_info()
     generator = torch.Generator().manual_seed(config.seed)
+    # Single process: the objective shares the loop's generator (as always). DDP: every rank
+    # draws the same permutations from `generator` and its own attack noise from `obj_gen`.
+    obj_gen = (torch.Generator().manual_seed(config.seed * 1009 + 7919 * (rank + 1))
+               if distributed else generator)
     opt = _make_optimizer(model, config)
     history: list[EpochLog] = []
     start_epoch, passes, elapsed = 0, 0, 0.0
-    objective_settings = getattr(objective, "settings", lambda: {"defense": objective.name})()
-    run_meta = {"train_config": asdict(config), "objective": objective_settings,
-                "n_train": int(images.shape[0])}
+    run_meta: dict[str, Any] = {"train_config": asdict(config),
+                                "objective": _objective_settings(objective),
+                                "n_train": int(images.shape[0])}
+    if unlabeled is not None:
+        run_meta["n_unlabeled"] = int(unlabeled.shape[0])
+    if distributed:
+        run_meta["world_size"] = world
+    if curves is not None:
+        run_meta["curves"] = asdict(curves)
     run_meta.update(meta or {})
+
+    n = images.shape[0]
+    if unlabeled is not None:
+        steps = (unlabeled.shape[0] + config.unlabeled_batch_size - 1) // config.unlabeled_batch_size
+    else:
+        steps = (n + config.batch_size - 1) // config.batch_size
+    schedule = LRSchedule(config.lr_schedule, config.lr, steps * config.epochs, config.lr_peak)
 
     if resume:
         if checkpoint_dir is None:
@@ -179,60 +437,133 @@ def fit(
         if not (Path(checkpoint_dir) / STATE_FILE).is_file():
             raise CheckpointError(f"nothing to resume: no {STATE_FILE} in {checkpoint_dir}")
         saved = load_train_state(checkpoint_dir, model, opt, generator)
-        saved_cfg = dict(saved.get("train_config", {}), epochs=config.epochs)
-        saved["train_config"] = saved_cfg  # more (or fewer) epochs is fine
-        for key in ("train_config", "objective", "n_train"):
+        saved_cfg = _config_defaults(saved.get("train_config", {}))
+        if config.lr_schedule != "constant" and saved_cfg.get("epochs") != config.epochs:
+            raise CheckpointError(
+                f"cannot resume: the {config.lr_schedule} schedule was planned for "
+                f"{saved_cfg.get('epochs')} epochs, not {config.epochs}; resume with the same --epochs")
+        saved["train_config"] = dict(saved_cfg, epochs=config.epochs)  # more epochs is fine
+        keys = ["train_config", "objective", "n_train", "n_unlabeled"]
+        if distributed or "world_size" in saved:
+            keys.append("world_size")
+        for key in keys:
             if saved.get(key) != run_meta.get(key):
                 raise CheckpointError(
                     f"cannot resume: {key} differs from the checkpoint "
                     f"({saved.get(key)} vs {run_meta.get(key)})"
                 )
+        if "scheduler" in saved:
+            schedule.load_state_dict(saved["scheduler"])
+        if distributed:
+            states = saved.get("rank_rng") or []
+            if len(states) != world:
+                raise CheckpointError("cannot resume: the checkpoint holds no generator state "
+                                      f"for {world} ranks")
+            obj_gen.set_state(torch.tensor(states[rank], dtype=torch.uint8))
         start_epoch = int(saved["epoch"])
         passes = int(saved["passes"])
         elapsed = float(saved["seconds"])
         history = [EpochLog(**h) for h in saved["history"]]
         log.info("resuming at epoch %d of %d", start_epoch + 1, config.epochs)
 
-    n = images.shape[0]
-    steps = (n + config.batch_size - 1) // config.batch_size
+    train_model: nn.Module = model
+    if distributed:
+        from torch.nn.parallel import DistributedDataParallel
+
+        train_model = DistributedDataParallel(model)
+
+    semi = unlabeled is not None
     for epoch in range(start_epoch, config.epochs):
         t0 = time.perf_counter()
-        model.train()
-        perm = torch.randperm(n, generator=generator)
-        tot_loss, tot_correct, seen, ep_passes = 0.0, 0, 0, 0
+        train_model.train()
+        if semi:
+            assert unlabeled is not None
+            uperm = torch.randperm(unlabeled.shape[0], generator=generator)
+            need = steps * config.batch_size
+            lperm = torch.cat([torch.randperm(n, generator=generator)
+                               for _ in range((need + n - 1) // n)])
+        else:
+            lperm = torch.randperm(n, generator=generator)
+        tot = torch.zeros(4, dtype=torch.float64)  # loss * bs, correct, seen, passes
         for step in range(steps):
-            idx = perm[step * config.batch_size:(step + 1) * config.batch_size]
+            gidx = lperm[step * config.batch_size:(step + 1) * config.batch_size]
+            idx = gidx[rank::world]
             xb = _to_float(images[idx])
             yb = labels[idx]
-            loss, logits, per_ex = objective(model, xb, yb, generator)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            lr_now = schedule.apply(opt)
+            if semi:
+                assert unlabeled is not None
+                ub = config.unlabeled_batch_size
+                uidx = uperm[step * ub:(step + 1) * ub][rank::world]
+                loss, logits, step_passes = objective(  # type: ignore[call-arg]
+                    train_model, xb, yb, obj_gen, unlabeled=_to_float(unlabeled[uidx]))
+            else:
+                loss, logits, per_ex = objective(train_model, xb, yb, obj_gen)
+                step_passes = per_ex * int(yb.shape[0])
             bs = int(yb.shape[0])
-            ep_passes += per_ex * bs
-            tot_loss += float(loss.detach()) * bs
-            tot_correct += int((logits.detach().argmax(1) == yb).sum())
-            seen += bs
-            if on_batch is not None:
-                on_batch(epoch, step + 1, steps, tot_loss / seen, tot_correct / seen)
+            scaled = loss * (bs * world / max(1, gidx.shape[0])) if distributed else loss
+            opt.zero_grad(set_to_none=True)
+            scaled.backward()
+            opt.step()
+            tot += torch.tensor([float(loss.detach()) * bs,
+                                 int((logits.detach().argmax(1) == yb).sum()), bs, step_passes],
+                                dtype=torch.float64)
+            if on_batch is not None and rank == 0:
+                seen = max(1.0, float(tot[2]))
+                on_batch(epoch, step + 1, steps, float(tot[0]) / seen, float(tot[1]) / seen)
         model.eval()
-        test_acc = accuracy(model, *test) if test is not None else None
+        tot = _all_reduce(tot, distributed)
+        extra: dict[str, float] = {}
+        if config.lr_schedule != "constant":
+            extra["lr"] = lr_now
+        test_acc = None
+        if test is not None:
+            tx, ty = test[0][rank::world], test[1][rank::world]
+            counts = torch.tensor([0.0, 0.0], dtype=torch.float64)
+            with torch.no_grad():
+                counts[0] = _correct(model, tx, ty, 1000)
+            counts[1] = tx.shape[0]
+            if curves is not None:
+                m = curves.n or test[0].shape[0]
+                cx, cy = test[0][:m][rank::world], test[1][:m][rank::world]
+                cgen = torch.Generator().manual_seed(curves.seed + epoch + 1 + 100003 * rank)
+                c = _curve_counts(model, cx, cy, curves, cgen)
+                counts = torch.cat([counts, c])
+            counts = _all_reduce(counts, distributed)
+            test_acc = float(counts[0]) / max(1.0, float(counts[1]))
+            if curves is not None:
+                extra.update(_errors(counts[2:]))
         dt = time.perf_counter() - t0
+        ep_passes = int(tot[3])
         passes += ep_passes
         elapsed += dt
-        entry = EpochLog(epoch=epoch + 1, loss=tot_loss / seen, train_acc=tot_correct / seen,
-                         test_acc=test_acc, seconds=dt, passes=ep_passes)
+        seen = max(1.0, float(tot[2]))
+        entry = EpochLog(epoch=epoch + 1, loss=float(tot[0]) / seen, train_acc=float(tot[1]) / seen,
+                         test_acc=test_acc, seconds=dt, passes=ep_passes, extra=extra)
         history.append(entry)
-        if checkpoint_dir is not None:
+        log.info("epoch %d: loss %.4f, %d passes (%d total) in %.1f s (%.1f s total) %s",
+                 entry.epoch, entry.loss, ep_passes, passes, dt, elapsed, extra)
+        rank_rng: list[list[int]] | None = None
+        if distributed and checkpoint_dir is not None:
+            gathered: list[Any] = [None] * world
+            dist.all_gather_object(gathered, obj_gen.get_state().tolist())
+            rank_rng = gathered
+        if checkpoint_dir is not None and rank == 0:
             state_meta = dict(run_meta, epoch=epoch + 1, passes=passes, seconds=elapsed,
-                              history=[asdict(h) for h in history])
+                              history=[asdict(h) for h in history],
+                              scheduler=schedule.state_dict())
+            if rank_rng is not None:
+                state_meta["rank_rng"] = rank_rng
             save_train_state(checkpoint_dir, model, opt, generator, state_meta)
+            metrics: dict[str, Any] = {"train_loss": entry.loss, "train_acc": entry.train_acc,
+                                       "test_acc": test_acc}
+            metrics.update(extra)
             save_model(checkpoint_dir, model, dict(
                 run_meta, epochs_done=epoch + 1, passes=passes, seconds=elapsed,
-                metrics={"train_loss": entry.loss, "train_acc": entry.train_acc,
-                         "test_acc": test_acc},
-                history=[asdict(h) for h in history]))
-        if on_epoch is not None:
+                metrics=metrics, history=[asdict(h) for h in history]))
+        if distributed:
+            dist.barrier()
+        if on_epoch is not None and rank == 0:
             on_epoch(entry)
     model.eval()
     return TrainResult(history=history, passes=passes, seconds=elapsed,
