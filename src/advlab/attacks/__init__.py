@@ -13,6 +13,16 @@ from advlab.physical.attacks import EOT, ILLC  # noqa: E402
 ATTACKS.update({"illc": ILLC, "eot": EOT})
 __all__ += ["ILLC", "EOT"]
 
+# issue 3: trustworthy evaluation (CW-L2, APGD, targeted APGD, Square, DeepFool)
+from advlab.attacks.apgd import APGD, APGDT  # noqa: E402
+from advlab.attacks.cw import CW, CarliniWagnerL2  # noqa: E402
+from advlab.attacks.deepfool import DeepFool  # noqa: E402
+from advlab.attacks.square import Square  # noqa: E402
+
+ATTACKS.update({"cw": CarliniWagnerL2, "apgd": APGD, "apgd-t": APGDT, "square": Square,
+                "deepfool": DeepFool})
+__all__ += ["APGD", "APGDT", "CW", "CarliniWagnerL2", "DeepFool", "Square"]
+
 
 def create_attack(name: str, **settings: object) -> Attack:
     """Build a registered attack by name (``fgsm``, ``bim``, ``pgd``, ...)."""

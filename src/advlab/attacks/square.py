@@ -1,0 +1,200 @@
+"""Square attack: a score-based black-box attack by random search (no gradients)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from advlab.attacks.base import Attack, AttackResult
+from advlab.criteria import Criterion
+from advlab.threat import ThreatModel
+
+__all__ = ["Square", "square_fraction"]
+
+
+def square_fraction(p_init: float, it: int, queries: int) -> float:
+    """The paper's schedule of the square's area fraction ``p`` (rescaled to 10,000 queries)."""
+    i = int(it / max(1, queries) * 10000)
+    for bound, div in ((10, 1), (50, 2), (200, 4), (500, 8), (1000, 16), (2000, 32),
+                       (4000, 64), (6000, 128), (8000, 256)):
+        if i <= bound:
+            return p_init / div
+    return p_init / 512
+
+
+class Square(Attack):
+    """Square attack (Andriushchenko et al. 2020): random search over square-shaped updates.
+
+    It uses only the model's logits (one forward pass per query, no gradient), which
+    makes it the standard check for gradient masking: if it breaks points that
+    gradient attacks with the same budget could not, the gradients are misleading.
+
+    Under ``linf`` this is the paper's algorithm: vertical stripes of ``+-eps`` as
+    the start, then per query a square window of side ``s`` (shrinking with the
+    schedule of :func:`square_fraction`) is set to ``+-eps`` per channel, and the
+    candidate is kept if it lowers the margin loss. Under ``l2`` and ``l1`` this
+    version (not the paper's L2 scheme) adds a random-sign square of the same
+    norm as a random-start perturbation scaled by ``sqrt(p)`` to the current
+    perturbation and projects back onto the ball and box; it is weaker than the
+    paper's L2 attack.
+
+    Args:
+        queries: model queries per sample (the paper and AutoAttack use 5,000).
+        p_init: initial fraction of pixels in the square (0.8 for Linf in AutoAttack).
+        restarts: runs; later runs attack only unbroken samples.
+        early_stop: stop querying a sample once it is successful (always the case
+            in the paper).
+
+    Returns:
+        :class:`~advlab.attacks.base.AttackResult` with ``forwards`` the queries spent
+        and ``passes`` zero (no gradients).
+
+    References:
+        Andriushchenko, Croce, Flammarion & Hein, "Square Attack: a query-efficient
+        black-box adversarial attack via random search", ECCV 2020 (arXiv:1912.00049).
+    """
+
+    def __init__(self, queries: int = 5000, p_init: float = 0.8, restarts: int = 1,
+                 early_stop: bool = True) -> None:
+        self.queries = queries
+        self.p_init = p_init
+        self.restarts = restarts
+        self.early_stop = early_stop
+
+    def _check_settings(self) -> None:
+        if not isinstance(self.queries, int) or self.queries < 1:
+            raise ValueError(f"queries must be an integer >= 1, got {self.queries!r}")
+        if not 0 < self.p_init <= 1:
+            raise ValueError(f"p_init must lie in (0, 1], got {self.p_init}")
+        if not isinstance(self.restarts, int) or self.restarts < 1:
+            raise ValueError(f"restarts must be an integer >= 1, got {self.restarts!r}")
+
+    def _run(
+        self,
+        model: nn.Module,
+        x: torch.Tensor,
+        criterion: Criterion,
+        threat: ThreatModel,
+        generator: torch.Generator | None,
+    ) -> AttackResult:
+        self._check_settings()
+        n = x.shape[0]
+        dev = x.device
+        shape = x.shape
+        x4 = x.reshape(n, 1, 1, -1) if x.ndim != 4 else x
+        out_x = x4.clone()
+        with torch.no_grad():
+            out_logits = model(x)
+        out_succ = criterion.is_success(out_logits)
+        out_margin = -criterion.loss(out_logits, "cw")
+        forwards = torch.ones(n, dtype=torch.long, device=dev)
+        if threat.eps > 0:
+            for _ in range(self.restarts):
+                idx = (~out_succ).nonzero().squeeze(1)
+                if idx.numel() == 0:
+                    break
+                self._search(model, x4, shape, criterion, threat, generator, idx, out_x,
+                             out_logits, out_succ, out_margin, forwards)
+        x_adv = out_x.reshape(shape)
+        return AttackResult(x_adv=x_adv, success=out_succ, logits=out_logits,
+                            distance=threat.strategy.distance(x_adv, x),
+                            passes=torch.zeros(n, dtype=torch.long, device=dev),
+                            forwards=forwards, info={"queries": self.queries})
+
+    def _rand_sign(self, shape: tuple[int, ...], generator: torch.Generator | None,
+                   like: torch.Tensor) -> torch.Tensor:
+        r = torch.randint(0, 2, shape, generator=generator, device=like.device)
+        return r.to(like.dtype) * 2 - 1
+
+    @torch.no_grad()
+    def _search(self, model: nn.Module, x4: torch.Tensor, shape: torch.Size, criterion: Criterion,
+                threat: ThreatModel, generator: torch.Generator | None, idx: torch.Tensor,
+                out_x: torch.Tensor, out_logits: torch.Tensor, out_succ: torch.Tensor,
+                out_margin: torch.Tensor, forwards: torch.Tensor) -> None:
+        eps = threat.eps
+        lo, hi = threat.bounds
+        norm = threat.strategy
+        linf = threat.norm == "linf"
+        _, c, h, w = x4.shape
+        dims = (c, h, w)
+
+        def query(xc4: torch.Tensor, ii: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            logits = model(xc4.reshape((len(ii),) + tuple(shape[1:])))
+            crit = criterion[ii]
+            return logits, crit.is_success(logits), -crit.loss(logits, "cw")
+
+        def project(xc: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
+            return torch.clamp(x0 + norm.project(xc - x0, eps), lo, hi)
+
+        x0 = x4[idx]
+        m = len(idx)
+        # start: vertical stripes of +-eps (Linf) or a random point on the sphere
+        if linf:
+            start = project(x0 + eps * self._rand_sign((m, c, 1, w), generator, x0), x0)
+        else:
+            d = norm.random_init((m, *dims), eps, generator=generator, device=x0.device,
+                                 dtype=x0.dtype)
+            d = d / (norm.norm(d) + 1e-12).reshape(-1, 1, 1, 1) * eps
+            start = project(x0 + d, x0)
+        logits, succ, margin = query(start, idx)
+        forwards[idx] += 1
+        cur_x, cur_margin = start, margin
+        self._update(idx, start, logits, succ, margin, out_x, out_logits, out_succ, out_margin)
+        active = torch.arange(m, device=x0.device)
+        if self.early_stop:
+            active = active[~succ]
+        for it in range(1, self.queries):
+            if active.numel() == 0:
+                break
+            xa0, xc = x0[active], cur_x[active]
+            p = square_fraction(self.p_init, it, self.queries)
+            s = int(round(math.sqrt(p * h * w)))
+            s = max(1, min(s, h, w))
+            ch = int(torch.randint(0, h - s + 1, (1,), generator=generator))
+            cw = int(torch.randint(0, w - s + 1, (1,), generator=generator))
+            k = len(active)
+            if linf:
+                cand = xc.clone()
+                signs = eps * self._rand_sign((k, c, 1, 1), generator, xc)
+                window = xa0[:, :, ch:ch + s, cw:cw + s] + signs
+                # resample signs where the window would not change (paper, Alg. 2)
+                for _ in range(10):
+                    same = ((torch.clamp(window, lo, hi) - xc[:, :, ch:ch + s, cw:cw + s]).abs()
+                            < 1e-7).flatten(1).all(1)
+                    if not bool(same.any()):
+                        break
+                    new = eps * self._rand_sign((k, c, 1, 1), generator, xc)
+                    window = torch.where(same[:, None, None, None],
+                                         xa0[:, :, ch:ch + s, cw:cw + s] + new, window)
+                cand[:, :, ch:ch + s, cw:cw + s] = window
+                cand = project(cand, xa0)
+            else:
+                upd = torch.zeros_like(xc)
+                upd[:, :, ch:ch + s, cw:cw + s] = self._rand_sign((k, c, 1, 1), generator, xc)
+                upd = upd / (norm.norm(upd) + 1e-12).reshape(-1, 1, 1, 1) * eps * math.sqrt(p)
+                cand = project(xc + upd, xa0)
+            ii = idx[active]
+            logits, succ, margin = query(cand, ii)
+            forwards[ii] += 1
+            better = margin < cur_margin[active]
+            a_b = active[better]
+            cur_x[a_b] = cand[better]
+            cur_margin[a_b] = margin[better]
+            self._update(ii[better], cand[better], logits[better], succ[better], margin[better],
+                         out_x, out_logits, out_succ, out_margin)
+            if self.early_stop:
+                active = active[~(better & succ)]
+
+    @staticmethod
+    def _update(ii: torch.Tensor, xc: torch.Tensor, logits: torch.Tensor, succ: torch.Tensor,
+                margin: torch.Tensor, out_x: torch.Tensor, out_logits: torch.Tensor,
+                out_succ: torch.Tensor, out_margin: torch.Tensor) -> None:
+        b_succ, b_margin = out_succ[ii], out_margin[ii]
+        better = (succ & ~b_succ) | ((succ == b_succ) & (margin < b_margin))
+        u = ii[better]
+        out_x[u] = xc[better]
+        out_logits[u] = logits[better]
+        out_succ[u] = succ[better]
+        out_margin[u] = margin[better]
