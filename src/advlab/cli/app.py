@@ -144,48 +144,128 @@ def train(
     limit: Annotated[int | None, typer.Option(help="Use only the first N training examples.")] = None,
     classes: Annotated[str | None, typer.Option(help="Keep only these classes, e.g. 3,7.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run in --out.")] = False,
+    defense: Annotated[str, typer.Option(help="none, fgsm (Goodfellow), fgsm-rs (fast AT), pgd, trades or vat.")] = "none",
+    eps: Annotated[float | None, typer.Option(help="Training eps (default: fgsm 0.25, fgsm-rs/pgd/trades 0.3 linf, vat 2.0 l2).")] = None,
+    norm: Annotated[str | None, typer.Option(help="Threat-model norm (default linf; l2 for vat).")] = None,
+    alpha: Annotated[float, typer.Option(help="fgsm: weight of the clean loss, in [0, 1].")] = 0.5,
+    steps: Annotated[int, typer.Option(help="pgd/trades: inner attack steps.")] = 7,
+    step_size: Annotated[float | None, typer.Option(help="fgsm-rs/pgd/trades: absolute step size.")] = None,
+    beta: Annotated[float, typer.Option(help="trades: robustness weight.")] = 6.0,
+    xi: Annotated[float, typer.Option(help="vat: power-iteration finite-difference step.")] = 1e-6,
+    vat_iterations: Annotated[int, typer.Option(help="vat: power iterations.")] = 1,
+    entropy_min: Annotated[bool, typer.Option(help="vat: add entropy minimisation on unlabelled data.")] = False,
+    labels: Annotated[int | None, typer.Option(help="vat: keep N labels (N/classes per class, seeded); the rest is unlabelled.")] = None,
+    unlabeled_batch_size: Annotated[int, typer.Option(help="vat --labels: unlabelled examples per step.")] = 256,
+    lr_schedule: Annotated[str, typer.Option(help="constant, cyclic, step or cosine (per batch).")] = "constant",
+    settings: Annotated[str | None, typer.Option(help='Model settings as JSON, e.g. \'{"channels": [16, 32], "fc": 128}\'.')] = None,
+    curves: Annotated[bool | None, typer.Option("--curves/--no-curves", help="Per-epoch clean/FGSM/PGD test error at the training eps, to OUT/curves.json (default: on for adversarial defenses).")] = None,
+    curve_n: Annotated[int, typer.Option(help="Test images for the learning curves.")] = 1000,
+    curve_steps: Annotated[int, typer.Option(help="PGD steps for the learning curves.")] = 10,
     data_dir: DataDir = None,
     cache_dir: CacheDir = None,
 ) -> None:
-    """Train a model and write a checkpoint (safetensors + JSON) after every epoch."""
-    from advlab.defenses import TrainConfig, fit
+    """Train a model (optionally adversarially) and write a checkpoint after every epoch."""
+    from advlab.cli import cmd_defenses as cd
+    from advlab.defenses import CurveConfig, ScheduledTrainConfig, fit
     from advlab.models import create_model
 
-    train_ds = _load_data(dataset, "train", data_dir, cache_dir, limit, classes)
-    test_ds = _load_data(dataset, "test", data_dir, cache_dir, None, classes)
-    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, seed=seed)
+    # validate every setting before loading data or training
+    objective = cd.build_objective(defense, eps=eps, alpha=alpha, steps=steps, step_size=step_size,
+                                   beta=beta, xi=xi, vat_iterations=vat_iterations,
+                                   entropy_min=entropy_min, norm=norm)
+    cd.check_labels(labels, defense)
+    cfg = ScheduledTrainConfig(epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr,
+                               seed=seed, lr_schedule=lr_schedule,
+                               unlabeled_batch_size=unlabeled_batch_size)
     cfg.validate()
-    x = train_ds.images.float() / 255
-    settings = {"in_shape": list(train_ds.shape), "num_classes": train_ds.num_classes,
-                "mean": x.mean(dim=(0, 2, 3)).tolist(),
-                "std": x.std(dim=(0, 2, 3)).clamp_min(1e-3).tolist()}
-    torch.manual_seed(seed)
-    net = create_model(model, **settings)
-    console.print(f"training [bold]{model}[/] on {len(train_ds)} {dataset} images -> {out}")
-    with Progress(TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("loss {task.fields[loss]:.4f} acc {task.fields[acc]:.2%}"),
-                  TimeElapsedColumn(), console=console) as progress:
-        task = progress.add_task("train", total=None, epoch=0, loss=0.0, acc=0.0)
+    try:
+        extra_settings = json.loads(settings) if settings else {}
+    except json.JSONDecodeError as e:
+        raise UsageError(f"--settings must be a JSON object: {e}") from None
+    if not isinstance(extra_settings, dict):
+        raise UsageError("--settings must be a JSON object, e.g. '{\"hidden\": [256]}'")
+    adv = defense.lower() not in ("none", "vat")
+    use_curves = adv if curves is None else curves
+    curve_cfg = None
+    if use_curves:
+        c_eps = getattr(objective, "eps", None) if adv else eps
+        c_eps = 0.3 if c_eps is None else float(c_eps)
+        c_norm = getattr(objective, "norm", "linf") if adv else (norm or "linf")
+        curve_cfg = CurveConfig(eps=c_eps, norm=c_norm, pgd_steps=curve_steps, n=curve_n, seed=seed)
+        curve_cfg.validate()
+    if curve_n < 1:
+        raise UsageError(f"--curve-n must be >= 1, got {curve_n}")
 
-        def on_batch(ep: int, step: int, steps: int, loss: float, acc: float) -> None:
-            progress.update(task, completed=step, total=steps, epoch=f"{ep + 1}/{epochs}",
-                            loss=loss, acc=acc)
+    rank, world, device = cd.init_distributed()
+    try:
+        train_ds = _load_data(dataset, "train", data_dir, cache_dir, limit, classes)
+        test_ds = _load_data(dataset, "test", data_dir, cache_dir, None, classes)
+        images, targets, unlabeled = train_ds.images, train_ds.labels, None
+        if labels is not None:
+            chosen = cd.select_labeled(targets, labels, train_ds.num_classes,
+                                       torch.Generator().manual_seed(seed))
+            rest = torch.ones(len(train_ds), dtype=torch.bool)
+            rest[chosen] = False
+            unlabeled, images, targets = images[rest], images[chosen], targets[chosen]
+        x = train_ds.images.float() / 255
+        model_settings = dict(extra_settings, in_shape=list(train_ds.shape),
+                              num_classes=train_ds.num_classes,
+                              mean=x.mean(dim=(0, 2, 3)).tolist(),
+                              std=x.std(dim=(0, 2, 3)).clamp_min(1e-3).tolist())
+        torch.manual_seed(seed)
+        net = create_model(model, **model_settings)
+        test_x, test_y = test_ds.images, test_ds.labels
+        if device is not None:
+            net = net.to(device)
+            images, targets, test_x, test_y = (t.to(device) for t in (images, targets, test_x, test_y))
+            unlabeled = unlabeled.to(device) if unlabeled is not None else None
+        lead = rank == 0
+        what = f"{len(images)} labelled + {len(unlabeled)} unlabelled" if unlabeled is not None \
+            else str(len(images))
+        if lead:
+            console.print(f"training [bold]{model}[/] ({objective!r}) on {what} {dataset} images"
+                          f"{f' on {world} processes' if world > 1 else ''} -> {out}")
+        run_meta = {"dataset": dataset, "seed": seed, "classes": _parse_classes(classes),
+                    "limit": limit, "labels": labels}
+        curve_file = out / "curves.json"
+        with Progress(TextColumn("epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
+                      TextColumn("loss {task.fields[loss]:.4f} acc {task.fields[acc]:.2%}"),
+                      TimeElapsedColumn(), console=console, disable=not lead) as progress:
+            task = progress.add_task("train", total=None, epoch=0, loss=0.0, acc=0.0)
+            history: list[Any] = []
 
-        def on_epoch(e: Any) -> None:
-            msg = f"epoch {e.epoch}: loss {e.loss:.4f} train acc {e.train_acc:.2%}"
-            if e.test_acc is not None:
-                msg += f" test acc {e.test_acc:.2%}"
-            progress.console.print(msg + f" ({e.seconds:.1f} s)")
+            def on_batch(ep: int, step: int, steps_: int, loss: float, acc: float) -> None:
+                progress.update(task, completed=step, total=steps_, epoch=f"{ep + 1}/{epochs}",
+                                loss=loss, acc=acc)
 
-        result = fit(net, train_ds.images, train_ds.labels, cfg,
-                     test=(test_ds.images, test_ds.labels), checkpoint_dir=out, resume=resume,
-                     meta={"dataset": dataset, "seed": seed, "classes": _parse_classes(classes),
-                           "limit": limit},
-                     on_batch=on_batch, on_epoch=on_epoch)
-    last = result.history[-1]
-    out_console.print(json.dumps({"checkpoint": str(out), "epochs": last.epoch,
-                                  "test_acc": last.test_acc, "passes": result.passes,
-                                  "seconds": round(result.seconds, 2)}))
+            def on_epoch(e: Any) -> None:
+                msg = f"epoch {e.epoch}: loss {e.loss:.4f} train acc {e.train_acc:.2%}"
+                if e.test_acc is not None:
+                    msg += f" test acc {e.test_acc:.2%}"
+                if "fgsm_error" in e.extra:
+                    msg += (f" | test error clean {e.extra['clean_error']:.2%} FGSM "
+                            f"{e.extra['fgsm_error']:.2%} PGD {e.extra['pgd_error']:.2%}")
+                progress.console.print(msg + f" ({e.passes} passes, {e.seconds:.1f} s)")
+                history.append(e)
+                cd.write_curves(curve_file, {"meta": run_meta, "partial": True,
+                                             "history": [h.__dict__ for h in history]})
+
+            result = fit(net, images, targets, cfg, objective=objective,
+                         test=(test_x, test_y), checkpoint_dir=out,
+                         resume=resume, meta=run_meta, on_batch=on_batch, on_epoch=on_epoch,
+                         unlabeled=unlabeled, curves=curve_cfg)
+        if lead:
+            summary = {"checkpoint": str(out), "defense": defense, "objective": objective.settings()
+                       if hasattr(objective, "settings") else defense, "world_size": world,
+                       **run_meta}
+            cd.write_curves(curve_file, cd.curves_json(result, summary))
+            last = result.history[-1]
+            typer.echo(json.dumps({"checkpoint": str(out), "epochs": last.epoch,
+                                   "test_acc": last.test_acc, "passes": result.passes,
+                                   "seconds": round(result.seconds, 2), **last.extra}))
+    finally:
+        if world > 1:
+            cd.finish_distributed()
 
 
 # ----------------------------------------------------------------------------- eval / attack

@@ -16,6 +16,7 @@ from advlab.defenses.trainer import (
     CurveConfig,
     EpochLog,
     LRSchedule,
+    ScheduledTrainConfig,
     TrainConfig,
     TrainingObjective,
     TrainResult,
@@ -36,7 +37,8 @@ DEFENSES = {
 }
 
 __all__ = ["CleanObjective", "EpochLog", "TrainConfig", "TrainingObjective", "TrainResult",
-           "accuracy", "fit", "CurveConfig", "LRSchedule", "LR_SCHEDULES", "learning_curve_point",
+           "accuracy", "fit", "CurveConfig", "LRSchedule", "ScheduledTrainConfig", "LR_SCHEDULES",
+           "learning_curve_point",
            "FGSMTraining", "FastFGSMTraining", "PGDTraining", "TRADES", "VAT", "DEFENSES",
            "perturb_fgsm", "perturb_pgd", "perturb_trades", "unwrap", "vat_direction",
            "vat_perturbation", "vat_loss", "entropy"]

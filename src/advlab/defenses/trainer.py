@@ -34,8 +34,9 @@ from advlab.checkpoint import (
 )
 from advlab.models.zoo import training_loss
 
-__all__ = ["TrainConfig", "EpochLog", "TrainResult", "TrainingObjective", "CleanObjective", "fit",
-           "accuracy", "CurveConfig", "LRSchedule", "LR_SCHEDULES", "learning_curve_point"]
+__all__ = ["TrainConfig", "ScheduledTrainConfig", "EpochLog", "TrainResult", "TrainingObjective",
+           "CleanObjective", "fit", "accuracy", "CurveConfig", "LRSchedule", "LR_SCHEDULES",
+           "learning_curve_point"]
 
 log = logging.getLogger(__name__)
 
@@ -73,18 +74,7 @@ class CleanObjective:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Training settings (stored in the checkpoint; a resumed run must match).
-
-    Attributes:
-        epochs, batch_size, optimizer ("adam" | "sgd"), lr, momentum, weight_decay, seed:
-            as usual; ``lr`` is the peak rate of a schedule.
-        lr_schedule: ``"constant"``; ``"cyclic"`` (one triangle 0 -> lr -> 0, peaking at
-            ``lr_peak`` of training, Smith 2017 as used by Wong et al. 2020); ``"step"``
-            (x0.1 at 50% and 75% of training); ``"cosine"`` (Loshchilov & Hutter 2017).
-            Stepped once per batch.
-        lr_peak: where the cyclic schedule peaks, as a fraction of training (``(0, 1)``).
-        unlabeled_batch_size: unlabelled examples per step in semi-supervised training.
-    """
+    """Training settings (stored in the checkpoint; a resumed run must match)."""
 
     epochs: int = 1
     batch_size: int = 128
@@ -93,9 +83,6 @@ class TrainConfig:
     momentum: float = 0.9
     weight_decay: float = 0.0
     seed: int = 0
-    lr_schedule: str = "constant"
-    lr_peak: float = 0.4
-    unlabeled_batch_size: int = 256
 
     def validate(self) -> None:
         if self.epochs < 1:
@@ -106,6 +93,29 @@ class TrainConfig:
             raise ValueError(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
+
+
+@dataclass(frozen=True)
+class ScheduledTrainConfig(TrainConfig):
+    """:class:`TrainConfig` plus a learning-rate schedule and the semi-supervised batch size.
+
+    (A subclass, so plain ``TrainConfig`` checkpoints and cache keys stay as they were.)
+
+    Attributes:
+        lr_schedule: ``"constant"``; ``"cyclic"`` (one triangle 0 -> lr -> 0, peaking at
+            ``lr_peak`` of training, Smith 2017 as used by Wong et al. 2020); ``"step"``
+            (x0.1 at 50% and 75% of training); ``"cosine"`` (Loshchilov & Hutter 2017).
+            Stepped once per batch; ``lr`` is the peak rate.
+        lr_peak: where the cyclic schedule peaks, as a fraction of training (``(0, 1)``).
+        unlabeled_batch_size: unlabelled examples per step in semi-supervised training.
+    """
+
+    lr_schedule: str = "constant"
+    lr_peak: float = 0.4
+    unlabeled_batch_size: int = 256
+
+    def validate(self) -> None:
+        super().validate()
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
         if not 0 < self.lr_peak < 1:
@@ -326,9 +336,9 @@ def _objective_settings(objective: Any) -> dict[str, Any]:
     return getattr(objective, "settings", lambda: {"defense": objective.name})()
 
 
-def _config_defaults(saved: dict[str, Any]) -> dict[str, Any]:
+def _config_defaults(saved: dict[str, Any], config: TrainConfig) -> dict[str, Any]:
     """A stored train config completed with the defaults of fields added since it was written."""
-    base = {f.name: f.default for f in fields(TrainConfig)}
+    base = {f.name: f.default for f in fields(config)}
     return dict(base, **saved)
 
 
@@ -369,8 +379,9 @@ def fit(
         on_epoch: called with each :class:`EpochLog` (rank 0 only).
         unlabeled: optional unlabelled images for a semi-supervised objective (e.g.
             :class:`~advlab.defenses.vat.VAT`). An epoch is then one pass over them in
-            batches of ``config.unlabeled_batch_size``, each step paired with a labelled
-            batch of ``config.batch_size`` drawn from a reshuffled stream of ``images``.
+            batches of ``config.unlabeled_batch_size`` (a :class:`ScheduledTrainConfig`;
+            256 otherwise), each step paired with a labelled batch of ``config.batch_size``
+            drawn from a reshuffled stream of ``images``.
         curves: per-epoch clean/FGSM/PGD test error on ``test`` (needs ``test``); stored
             in each :class:`EpochLog`'s ``extra``. Uses its own generator: turning curves
             on does not change the trained weights.
@@ -425,11 +436,13 @@ def fit(
     run_meta.update(meta or {})
 
     n = images.shape[0]
+    kind = getattr(config, "lr_schedule", "constant")
+    ubs = int(getattr(config, "unlabeled_batch_size", 256))
     if unlabeled is not None:
-        steps = (unlabeled.shape[0] + config.unlabeled_batch_size - 1) // config.unlabeled_batch_size
+        steps = (unlabeled.shape[0] + ubs - 1) // ubs
     else:
         steps = (n + config.batch_size - 1) // config.batch_size
-    schedule = LRSchedule(config.lr_schedule, config.lr, steps * config.epochs, config.lr_peak)
+    schedule = LRSchedule(kind, config.lr, steps * config.epochs, getattr(config, "lr_peak", 0.4))
 
     if resume:
         if checkpoint_dir is None:
@@ -437,10 +450,10 @@ def fit(
         if not (Path(checkpoint_dir) / STATE_FILE).is_file():
             raise CheckpointError(f"nothing to resume: no {STATE_FILE} in {checkpoint_dir}")
         saved = load_train_state(checkpoint_dir, model, opt, generator)
-        saved_cfg = _config_defaults(saved.get("train_config", {}))
-        if config.lr_schedule != "constant" and saved_cfg.get("epochs") != config.epochs:
+        saved_cfg = _config_defaults(saved.get("train_config", {}), config)
+        if kind != "constant" and saved_cfg.get("epochs") != config.epochs:
             raise CheckpointError(
-                f"cannot resume: the {config.lr_schedule} schedule was planned for "
+                f"cannot resume: the {kind} schedule was planned for "
                 f"{saved_cfg.get('epochs')} epochs, not {config.epochs}; resume with the same --epochs")
         saved["train_config"] = dict(saved_cfg, epochs=config.epochs)  # more epochs is fine
         keys = ["train_config", "objective", "n_train", "n_unlabeled"]
@@ -493,8 +506,7 @@ def fit(
             lr_now = schedule.apply(opt)
             if semi:
                 assert unlabeled is not None
-                ub = config.unlabeled_batch_size
-                uidx = uperm[step * ub:(step + 1) * ub][rank::world]
+                uidx = uperm[step * ubs:(step + 1) * ubs][rank::world]
                 loss, logits, step_passes = objective(  # type: ignore[call-arg]
                     train_model, xb, yb, obj_gen, unlabeled=_to_float(unlabeled[uidx]))
             else:
@@ -514,7 +526,7 @@ def fit(
         model.eval()
         tot = _all_reduce(tot, distributed)
         extra: dict[str, float] = {}
-        if config.lr_schedule != "constant":
+        if kind != "constant":
             extra["lr"] = lr_now
         test_acc = None
         if test is not None:
