@@ -7,7 +7,6 @@ strategy's sparse steepest-ascent step and exact L1 projection).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -25,12 +24,20 @@ def apgd_checkpoints(steps: int) -> list[int]:
     """Iterations at which APGD may halve its step: ``w_j = ceil(p_j * steps)``.
 
     ``p_0 = 0``, ``p_1 = 0.22``, ``p_{j+1} = p_j + max(p_j - p_{j-1} - 0.03, 0.06)``
-    (Croce & Hein 2020, Sec. 3.2).
+    (Croce & Hein 2020, Sec. 3.2), in AutoAttack's integer form (first period
+    ``int(0.22 steps)``, each next one ``int(0.03 steps)`` shorter, at least
+    ``int(0.06 steps)``), which avoids rounding surprises such as 0.57 * 100 > 57.
     """
-    p = [0.0, 0.22]
-    while p[-1] < 1:
-        p.append(p[-1] + max(p[-1] - p[-2] - 0.03, 0.06))
-    return sorted({math.ceil(q * steps) for q in p if 0 < q <= 1})
+    period = max(int(0.22 * steps), 1)
+    decr = max(int(0.03 * steps), 1)
+    shortest = max(int(0.06 * steps), 1)
+    out = []
+    cp = period
+    while cp <= steps:
+        out.append(cp)
+        period = max(period - decr, shortest)
+        cp += period
+    return out
 
 
 @dataclass
