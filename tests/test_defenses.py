@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from advlab.attacks import FGSM
 from advlab.data import ImageDataset
 from advlab.defenses import (
     TRADES,
@@ -19,7 +20,6 @@ from advlab.defenses import (
     perturb_pgd,
     perturb_trades,
 )
-from advlab.attacks import FGSM
 from advlab.defenses.adversarial_training import _kl
 from advlab.evaluation import evaluate
 from advlab.models import create_model
