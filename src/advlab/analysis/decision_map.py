@@ -65,12 +65,23 @@ class DecisionMaps:
                 else None}
 
 
-def _orthogonal_to(v: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
-    """``v`` minus its projection on ``u`` (per sample), rescaled to the L2 norm of ``u``."""
-    coef = flat_dot(v, u) / flat_dot(u, u).clamp_min(1e-30)
-    w = v - coef.reshape(-1, *([1] * (u.ndim - 1))) * u
+def _orthogonal_to(v: torch.Tensor, u: torch.Tensor, fallback: torch.Tensor) -> torch.Tensor:
+    """``v`` minus its projection on ``u`` (per sample), rescaled to the L2 norm of ``u``.
+
+    Where ``v`` is (nearly) parallel to ``u`` the same is done with ``fallback``.
+    """
+    shape1 = (-1, *([1] * (u.ndim - 1)))
+
+    def resid(a: torch.Tensor) -> torch.Tensor:
+        coef = flat_dot(a, u) / flat_dot(u, u).clamp_min(1e-30)
+        return a - coef.reshape(shape1) * u
+
+    w = resid(v)
+    small = w.flatten(1).norm(dim=1) <= 1e-6 * v.flatten(1).norm(dim=1).clamp_min(1e-30)
+    if bool(small.any()):
+        w = torch.where(small.reshape(shape1), resid(fallback), w)
     scale = u.flatten(1).norm(dim=1) / w.flatten(1).norm(dim=1).clamp_min(1e-30)
-    return w * scale.reshape(-1, *([1] * (u.ndim - 1)))
+    return w * scale.reshape(shape1)
 
 
 def map_directions(
@@ -80,7 +91,7 @@ def map_directions(
     """The horizontal and vertical directions of the maps, and the loss gradient.
 
     ``u`` is ``sign(grad)`` (or a random ``+-1`` image for ``random-random``); ``v`` is
-    orthogonal to ``u`` with the same L2 norm: the component of a random ``+-1`` image
+    orthogonal to ``u`` with the same L2 norm: the component of a Gaussian random image
     (``*-random``) or of the gradient itself (``adversarial-adversarial``: the orthogonal
     direction with the largest dot product with the gradient).
     """
@@ -90,16 +101,16 @@ def map_directions(
     with eval_mode(model, "analysis"):
         _, g = input_gradient(model, x, lambda z: F.cross_entropy(z, labels, reduction="none"))
     rand = torch.randint(0, 2, x.shape, generator=generator).to(x.dtype) * 2 - 1
+    gauss = torch.randn(x.shape, generator=generator, dtype=x.dtype)
     if kind == "random-random":
         u = rand
-        rand2 = torch.randint(0, 2, x.shape, generator=generator).to(x.dtype) * 2 - 1
-        v = _orthogonal_to(rand2, u)
+        v = _orthogonal_to(gauss, u, torch.randn(x.shape, generator=generator, dtype=x.dtype))
     else:
         u = g.sign()
         # samples with a zero gradient get a random horizontal direction
         zero = (g.flatten(1).abs().sum(1) == 0).reshape(-1, *([1] * (x.ndim - 1)))
         u = torch.where(zero, rand, u)
-        v = _orthogonal_to(g if kind == "adversarial-adversarial" else rand, u)
+        v = _orthogonal_to(g if kind == "adversarial-adversarial" else gauss, u, gauss)
     return u, v, g
 
 
