@@ -242,7 +242,9 @@ class _Objective:
     def settings(self) -> dict[str, Any]:
         """The constructor settings, stored with checkpoints (a resumed run must match)."""
         out: dict[str, Any] = {"defense": self.name}
-        out.update({k: v for k, v in vars(self).items() if not k.startswith("_")})
+        for k, v in vars(self).items():
+            if not k.startswith("_"):
+                out[k] = list(v) if isinstance(v, tuple) else v  # JSON round-trips equal
         return out
 
     def __repr__(self) -> str:
