@@ -1,0 +1,239 @@
+"""The label-only black-box attack of Papernot et al. (2017): train a substitute, attack it.
+
+The attacker sees only the labels an oracle (a model behind an API) assigns to the
+inputs it submits. Starting from a small seed set it trains a local substitute on
+those labels, grows the set with Jacobian-based dataset augmentation (points that
+move along the sign of the substitute's gradient for the oracle's label, so they
+probe the oracle's decision boundaries), retrains, and finally crafts FGSM examples
+on the substitute, which transfer to the oracle.
+
+The oracle is anything with ``predict(x) -> labels``: an in-process model
+(:class:`~advlab.models.sklearn.TorchClassifier`, a scikit-learn wrapper) or the HTTP
+client :class:`advlab.serve.client.HTTPOracle`.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from advlab.attacks.base import Attack, AttackResult
+from advlab.attacks.pgd import FGSM
+from advlab.criteria import Misclassification
+from advlab.models.sklearn import Classifier, as_classifier
+from advlab.threat import ThreatModel
+from advlab.validation import check_inputs
+
+__all__ = ["SubstituteAttack"]
+
+log = logging.getLogger(__name__)
+
+
+class SubstituteAttack:
+    """Black-box attack via a substitute trained on oracle labels (Papernot et al. 2017).
+
+    Args:
+        substitute_epochs: the paper's ``rho``: rounds of (label, train, augment); the
+            last round trains without augmenting.
+        augmentation_step: the paper's ``lambda`` (0.1): size of the Jacobian step.
+        sign_period: the paper's ``tau``: the step's sign flips every ``tau`` rounds,
+            ``lambda_rho = lambda * (-1)^floor(rho / tau)``, so new points go back
+            and forth across the boundaries instead of drifting away from the data.
+        train_epochs: passes over the current set per round (warm-started).
+        lr: Adam learning rate.
+        batch_size: training batch size.
+        max_queries: stop asking for labels beyond this many (augmented points past the
+            budget are subsampled at random, like the paper's reservoir sampling).
+        bounds: valid input range.
+
+    Attributes (after :meth:`fit`):
+        substitute_: the trained substitute (a deep copy of the module passed to ``fit``).
+        queries_: oracle labels requested.
+        train_x_, train_y_: the final training set and its oracle labels.
+        history_: one dict per round (round, queries, train_size, agreement with the oracle
+            on the training set) plus whatever ``callback`` returned.
+
+    References:
+        Papernot, McDaniel, Goodfellow, Jha, Celik & Swami, "Practical Black-Box Attacks
+        against Machine Learning", AsiaCCS 2017 (arXiv:1602.02697), Algorithm 1.
+    """
+
+    def __init__(self, substitute_epochs: int = 6, augmentation_step: float = 0.1,
+                 sign_period: int = 3, train_epochs: int = 10, lr: float = 1e-3,
+                 batch_size: int = 64, max_queries: int | None = None,
+                 bounds: tuple[float, float] = (0.0, 1.0)) -> None:
+        self.substitute_epochs = substitute_epochs
+        self.augmentation_step = augmentation_step
+        self.sign_period = sign_period
+        self.train_epochs = train_epochs
+        self.lr = lr
+        self.batch_size = batch_size
+        self.max_queries = max_queries
+        self.bounds = bounds
+
+    def settings(self) -> dict[str, Any]:
+        return {"attack": "SubstituteAttack",
+                **{k: v for k, v in vars(self).items() if not k.endswith("_")}}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.settings().items() if k != "attack")
+        return f"SubstituteAttack({args})"
+
+    def _check(self) -> None:
+        for name in ("substitute_epochs", "sign_period", "train_epochs", "batch_size"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
+        if self.max_queries is not None and self.max_queries < 1:
+            raise ValueError(f"max_queries must be >= 1 or None, got {self.max_queries}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+
+    def _query(self, oracle: Classifier, x: torch.Tensor) -> torch.Tensor:
+        y = oracle.predict(x)
+        if not isinstance(y, torch.Tensor) or y.shape != (x.shape[0],):
+            raise ValueError(f"the oracle must return one label per input, got {getattr(y, 'shape', y)}")
+        self.queries_ += int(x.shape[0])
+        return y.long().to(x.device)
+
+    def _train(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+               opt: torch.optim.Optimizer, generator: torch.Generator | None) -> None:
+        model.train()
+        n = x.shape[0]
+        for _ in range(self.train_epochs):
+            order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
+            for s in range(0, n, self.batch_size):
+                b = order[s:s + self.batch_size].to(x.device)
+                loss = F.cross_entropy(model(x[b]), y[b])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+        model.eval()
+
+    def _jacobian_sign(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """``sign(d F_y(x) / dx)`` for the oracle label ``y``, in batches."""
+        out = []
+        for s in range(0, x.shape[0], 512):
+            xb = x[s:s + 512].detach().requires_grad_(True)
+            with torch.enable_grad():
+                logits = model(xb)
+                (g,) = torch.autograd.grad(logits.gather(1, y[s:s + 512, None]).sum(), xb)
+            out.append(g.sign())
+        return torch.cat(out)
+
+    def fit(self, oracle: Classifier | nn.Module, x_seed: torch.Tensor, substitute: nn.Module,
+            generator: torch.Generator | None = None,
+            callback: Callable[[int, SubstituteAttack], dict[str, Any] | None] | None = None,
+            ) -> SubstituteAttack:
+        """Train the substitute on oracle labels only.
+
+        Args:
+            oracle: the attacked model (``predict(x) -> labels``); a torch module is
+                wrapped in :class:`~advlab.models.sklearn.TorchClassifier`.
+            x_seed: the attacker's initial inputs (e.g. 150 test images), unlabelled.
+            substitute: an untrained module (copied; the argument is not modified).
+            generator: shuffles training batches and subsamples past the budget.
+            callback: called after each round with ``(round, self)``; a dict it returns
+                is merged into that round's ``history_`` entry (e.g. the oracle's
+                misclassification rate on the current substitute's examples).
+
+        Returns:
+            ``self``.
+        """
+        self._check()
+        if not isinstance(substitute, nn.Module):
+            raise TypeError(f"substitute must be a torch.nn.Module, got {type(substitute).__name__}")
+        check_inputs(substitute, x_seed, self.bounds)
+        if x_seed.shape[0] == 0:
+            raise ValueError("the seed set is empty; give a few inputs per class (the paper uses 150)")
+        orc = as_classifier(oracle)
+        self.queries_ = 0
+        self.history_: list[dict[str, Any]] = []
+        model = copy.deepcopy(substitute)
+        for p in model.parameters():
+            p.requires_grad_(True)
+        opt = torch.optim.Adam(model.parameters(), lr=self.lr)
+        lo, hi = self.bounds
+        budget = self.max_queries if self.max_queries is not None else math.inf
+        x_train = x_seed.detach().clone()
+        take = int(min(x_train.shape[0], budget))
+        if take < x_train.shape[0]:
+            x_train = x_train[:take]
+        y_train = self._query(orc, x_train)
+        self.substitute_ = model
+        for rho in range(self.substitute_epochs):
+            self._train(model, x_train, y_train, opt, generator)
+            with torch.no_grad():
+                agree = float((model(x_train).argmax(1) == y_train).float().mean())
+            entry: dict[str, Any] = {"round": rho, "queries": self.queries_,
+                                     "train_size": int(x_train.shape[0]), "train_agreement": agree}
+            self.train_x_, self.train_y_ = x_train, y_train
+            if callback is not None:
+                entry.update(callback(rho, self) or {})
+            self.history_.append(entry)
+            log.info("substitute round %d: %s", rho, entry)
+            if rho == self.substitute_epochs - 1:
+                break
+            left = budget - self.queries_
+            if left <= 0:
+                log.info("query budget exhausted after %d queries", self.queries_)
+                continue
+            lam = self.augmentation_step * (-1) ** (rho // self.sign_period)
+            new = torch.clamp(x_train + lam * self._jacobian_sign(model, x_train, y_train), lo, hi)
+            if new.shape[0] > left:
+                keep = torch.randperm(new.shape[0], generator=generator)[: int(left)]
+                new = new[keep.sort().values.to(new.device)]
+            y_new = self._query(orc, new)
+            x_train = torch.cat([x_train, new])
+            y_train = torch.cat([y_train, y_new])
+        self.train_x_, self.train_y_ = x_train, y_train
+        for p in model.parameters():
+            p.requires_grad_(False)
+        return self
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "substitute_"):
+            raise ValueError("SubstituteAttack is not fitted yet; call .fit(oracle, x_seed, substitute)")
+
+    def craft(self, x: torch.Tensor, threat: ThreatModel, labels: torch.Tensor | None = None,
+              attack: Attack | None = None, generator: torch.Generator | None = None) -> AttackResult:
+        """Adversarial examples on the substitute (FGSM by default, as in the paper).
+
+        Args:
+            labels: the classes to move away from; default the substitute's own
+                predictions (the attacker needs no labels).
+        """
+        self._check_fitted()
+        sub = self.substitute_
+        if labels is None:
+            with torch.no_grad():
+                labels = torch.cat([sub(x[s:s + 1000]).argmax(1) for s in range(0, x.shape[0], 1000)])
+        return (attack or FGSM())(sub, x, Misclassification(labels), threat=threat, generator=generator,
+                                  batch_size=1000)
+
+    def evaluate(self, oracle: Classifier | nn.Module, x: torch.Tensor, y: torch.Tensor,
+                 threat: ThreatModel, attack: Attack | None = None) -> dict[str, Any]:
+        """Attack the oracle with the substitute's examples on ``(x, y)``.
+
+        Returns:
+            ``oracle_misclassification``: share of the adversarial examples the oracle
+            misclassifies (the paper's success rate); ``transfer_rate``: the same among the
+            examples the oracle classifies correctly when clean; ``oracle_clean_acc``;
+            ``eval_queries`` (oracle labels spent on this evaluation, 2 per example).
+        """
+        orc = as_classifier(oracle)
+        clean = orc.predict(x)
+        adv = orc.predict(self.craft(x, threat, attack=attack).x_adv)
+        ok = clean == y
+        wrong = adv != y
+        return {"oracle_misclassification": float(wrong.float().mean()),
+                "transfer_rate": float(wrong[ok].float().mean()) if bool(ok.any()) else math.nan,
+                "oracle_clean_acc": float(ok.float().mean()), "eval_queries": 2 * int(x.shape[0]),
+                "n_examples": int(x.shape[0]), "threat": threat.to_dict()}
