@@ -1,0 +1,433 @@
+"""The worst case over attacks: a resumable cascade from cheap to expensive attacks.
+
+Each stage attacks only the points that every earlier stage left robust, so
+the robust accuracy after a stage is the per-sample worst case over all
+stages so far, and the expensive attacks run on few points (Croce & Hein's
+AutoAttack runs its four attacks the same way).
+
+The run is resumable: after every chunk of points the state (per-sample
+flags, kept adversarial inputs, stage logs) is written atomically to a
+state file; rerunning with the same file skips finished work and, because
+every chunk draws its randomness from a generator seeded by
+``(seed, stage, chunk)``, gives exactly the answer of an uninterrupted run.
+
+Under ``torch.distributed`` (e.g. ``torchrun --nproc_per_node=N``) every
+rank evaluates one contiguous shard (``torch.tensor_split``, so shards
+differ by at most one point and cover every point once) and the counts are
+summed with ``all_reduce``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from advlab.attacks import APGD, APGDT, FGSM, PGD, Attack, CarliniWagnerL2, DeepFool, Square
+from advlab.checkpoint import atomic_write_bytes
+from advlab.criteria import Misclassification
+from advlab.evaluation.checks import (
+    GRADIENT_FREE,
+    CheckWarning,
+    check_black_box,
+    check_model,
+    check_threat,
+)
+from advlab.evaluation.metrics import predict
+from advlab.threat import ThreatModel
+from advlab.validation import check_inputs, check_logits, eval_mode
+
+__all__ = ["CascadeResult", "StageLog", "cascade", "make_stages", "STAGE_FACTORIES", "PRESETS"]
+
+log = logging.getLogger(__name__)
+
+#: attacks a cascade stage can be built from by name
+STAGE_FACTORIES: dict[str, Callable[[], Attack]] = {
+    "fgsm": FGSM,
+    "pgd": lambda: PGD(steps=40, early_stop=True),
+    "apgd-ce": lambda: APGD(steps=100, loss="ce", early_stop=True),
+    "apgd-dlr": lambda: APGD(steps=100, loss="dlr", early_stop=True),
+    "apgd-t": lambda: APGDT(steps=100, n_target_classes=9, early_stop=True),
+    "apgd-t3": lambda: APGDT(steps=100, n_target_classes=3, early_stop=True),
+    "square": lambda: Square(queries=5000),
+    "square1k": lambda: Square(queries=1000),
+    "cw": lambda: CarliniWagnerL2(steps=100, binary_search_steps=9),
+    "deepfool": DeepFool,
+}
+
+#: named cascades (cheap to expensive)
+PRESETS: dict[str, list[str]] = {
+    # AutoAttack's standard ensemble less FAB-T: APGD-CE, APGD-T (9 targets), Square (5000)
+    "standard": ["apgd-ce", "apgd-t", "square"],
+    # a few times cheaper: fewer targets and queries
+    "fast": ["apgd-ce", "apgd-t3", "square1k"],
+}
+
+
+def make_stages(spec: str | Sequence[str]) -> list[tuple[str, Attack]]:
+    """Stages from a preset name (``standard``, ``fast``) or a list of attack names.
+
+    ``spec`` may be a comma-separated string, e.g. ``"fgsm,apgd-ce,square"``.
+    """
+    if isinstance(spec, str):
+        names = PRESETS.get(spec.strip().lower()) or [s.strip().lower() for s in spec.split(",")
+                                                      if s.strip()]
+    else:
+        names = [s.lower() for s in spec]
+    if not names:
+        raise ValueError("no attacks given; use a preset (standard, fast) or a list such as "
+                         "apgd-ce,apgd-t,square")
+    for nm in names:
+        if nm not in STAGE_FACTORIES:
+            raise ValueError(f"unknown cascade attack {nm!r}; use a preset {sorted(PRESETS)} or "
+                             f"names from {sorted(STAGE_FACTORIES)}")
+    return [(nm, STAGE_FACTORIES[nm]()) for nm in names]
+
+
+@dataclass
+class StageLog:
+    """One stage of the cascade (counts over all shards)."""
+
+    name: str
+    attack: dict[str, Any]
+    attacked: int = 0
+    broken: int = 0
+    robust_acc: float = math.nan
+    seconds: float = 0.0
+    passes: int = 0
+    forwards: int = 0
+    chunks_done: int = 0
+    done: bool = False
+
+
+@dataclass
+class CascadeResult:
+    """Outcome of :func:`cascade`.
+
+    ``robust_correct`` is true where the point is classified correctly clean
+    and no stage found an allowed adversarial input; ``broken_by`` names the
+    stage index that broke a point (-1: not broken). ``x_adv`` holds the kept
+    adversarial input per point (the clean input where none was found).
+    """
+
+    clean_acc: float
+    robust_acc: float
+    n_examples: int
+    threat: dict[str, Any]
+    stages: list[StageLog]
+    warnings: list[CheckWarning]
+    seconds: float
+    passes: int
+    forwards: int
+    seed: int
+    resumed: bool
+    world_size: int
+    clean_correct: torch.Tensor = field(repr=False)
+    robust_correct: torch.Tensor = field(repr=False)
+    broken_by: torch.Tensor = field(repr=False)
+    x_adv: torch.Tensor | None = field(repr=False, default=None)
+
+    def to_dict(self, per_sample: bool = False) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "clean_acc": self.clean_acc,
+            "robust_acc": self.robust_acc,
+            "n_examples": self.n_examples,
+            "threat_model": self.threat["norm"],
+            "eps": self.threat["eps"],
+            "threat": self.threat,
+            "stages": [asdict(s) for s in self.stages],
+            "warnings": [w.to_dict() for w in self.warnings],
+            "seconds": self.seconds,
+            "passes": self.passes,
+            "forwards": self.forwards,
+            "seed": self.seed,
+            "resumed": self.resumed,
+            "world_size": self.world_size,
+        }
+        if per_sample:
+            d["clean_correct"] = self.clean_correct.int().tolist()
+            d["robust_correct"] = self.robust_correct.int().tolist()
+            d["broken_by"] = self.broken_by.tolist()
+        return d
+
+
+def _chunk_seed(seed: int, stage: int, chunk: int) -> int:
+    h = hashlib.sha256(f"advlab-cascade:{seed}:{stage}:{chunk}".encode()).digest()
+    return int.from_bytes(h[:8], "little") & ((1 << 63) - 1)
+
+
+def _fingerprint(model: nn.Module, x: torch.Tensor, labels: torch.Tensor, threat: ThreatModel,
+                 stages: list[tuple[str, Attack]], seed: int, batch_size: int,
+                 shard: tuple[int, int]) -> str:
+    h = hashlib.sha256()
+    for k, v in sorted(model.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    h.update(x.detach().cpu().contiguous().numpy().tobytes())
+    h.update(labels.cpu().numpy().tobytes())
+    h.update(json.dumps({"threat": threat.to_dict(), "stages": [(n, repr(a)) for n, a in stages],
+                         "seed": seed, "batch_size": batch_size, "shard": list(shard)},
+                        sort_keys=True).encode())
+    return h.hexdigest()
+
+
+class _State:
+    """Per-sample cascade state, saved atomically as one safetensors file."""
+
+    def __init__(self, n: int, x: torch.Tensor, stages: list[tuple[str, Attack]]) -> None:
+        self.clean_correct = torch.zeros(n, dtype=torch.bool)
+        self.robust = torch.zeros(n, dtype=torch.bool)
+        self.broken_by = torch.full((n,), -1, dtype=torch.long)
+        self.x_adv = x.detach().cpu().clone()
+        self.todo: dict[int, torch.Tensor] = {}
+        self.logs = [StageLog(name, a.settings()) for name, a in stages]
+        self.clean_done = False
+
+    def save(self, path: Path, fingerprint: str) -> None:
+        from safetensors.torch import save
+
+        tensors = {"clean_correct": self.clean_correct.to(torch.uint8),
+                   "robust": self.robust.to(torch.uint8), "broken_by": self.broken_by,
+                   "x_adv": self.x_adv.contiguous()}
+        for s, t in self.todo.items():
+            tensors[f"todo_{s}"] = t.contiguous()
+        meta = {"fingerprint": fingerprint, "clean_done": json.dumps(self.clean_done),
+                "logs": json.dumps([asdict(lg) for lg in self.logs])}
+        atomic_write_bytes(path, save(tensors, metadata=meta))
+
+    def load(self, path: Path, fingerprint: str) -> bool:
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta = f.metadata() or {}
+                if meta.get("fingerprint") != fingerprint:
+                    raise ValueError(
+                        f"the state file {path} belongs to a different evaluation (model, data, "
+                        "threat model, attacks, seed or batch size changed); delete it or choose "
+                        "another state file")
+                tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118
+        except ValueError:
+            raise
+        except Exception as e:  # unreadable file: start over rather than trust it
+            log.warning("ignoring unreadable cascade state %s: %s", path, e)
+            return False
+        self.clean_correct = tensors["clean_correct"].bool()
+        self.robust = tensors["robust"].bool()
+        self.broken_by = tensors["broken_by"]
+        self.x_adv = tensors["x_adv"]
+        self.todo = {int(k.split("_")[1]): v for k, v in tensors.items() if k.startswith("todo_")}
+        self.clean_done = json.loads(meta["clean_done"])
+        self.logs = [StageLog(**d) for d in json.loads(meta["logs"])]
+        return True
+
+
+def _dist() -> tuple[int, int]:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def cascade(
+    model: nn.Module,
+    x: torch.Tensor,
+    labels: torch.Tensor,
+    stages: str | Sequence[str] | Sequence[tuple[str, Attack]],
+    threat: ThreatModel,
+    *,
+    seed: int = 0,
+    batch_size: int = 500,
+    state_path: str | Path | None = None,
+    checks: bool = True,
+    keep_adversarials: bool = False,
+    on_chunk: Callable[[str, int, int], None] | None = None,
+) -> CascadeResult:
+    """Robust accuracy under the per-sample worst case of a sequence of attacks.
+
+    Args:
+        model: classifier returning logits on inputs in ``threat.bounds``.
+        x: inputs ``(N, ...)``; labels: int64 ``(N,)``.
+        stages: a preset (``"standard"``, ``"fast"``), a comma-separated string or
+            list of names (see :data:`STAGE_FACTORIES`), or ``(name, attack)`` pairs.
+            Unbounded attacks (CW, DeepFool) count a point as broken only if their
+            perturbation lies inside the threat model.
+        threat: the threat model.
+        seed: seeds one generator per (stage, chunk); the answer depends only on it.
+        batch_size: points per chunk (the unit of work between state saves).
+        state_path: resumable state file (safetensors); created if missing, resumed
+            if present. Under ``torch.distributed`` each rank appends
+            ``.rank<r>of<N>`` to it.
+        checks: run the gradient-masking checks of :mod:`advlab.evaluation.checks`.
+        keep_adversarials: return the kept adversarial inputs (this rank's shard).
+        on_chunk: progress callback ``(stage name, points done, points to do)``.
+
+    Returns:
+        :class:`CascadeResult` with counts summed over all ranks.
+
+    References:
+        Croce & Hein, "Reliable evaluation of adversarial robustness with an
+        ensemble of diverse parameter-free attacks", ICML 2020 (arXiv:2003.01690).
+    """
+    if not isinstance(threat, ThreatModel):
+        raise TypeError("threat must be a ThreatModel, e.g. ThreatModel('linf', 0.3)")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if isinstance(stages, str) or (stages and isinstance(next(iter(stages)), str)):
+        stage_list = make_stages(stages)  # type: ignore[arg-type]
+    else:
+        stage_list = list(stages)  # type: ignore[arg-type]
+    if not stage_list:
+        raise ValueError("a cascade needs at least one attack")
+    check_inputs(model, x, threat.bounds)
+    crit_all = Misclassification(labels)
+    rank, world = _dist()
+    n_total = int(x.shape[0])
+    shard_idx = torch.tensor_split(torch.arange(n_total), world)[rank]
+    xs, ys = x[shard_idx.to(x.device)], labels[shard_idx.to(labels.device)]
+    n = int(xs.shape[0])
+    t_start = time.perf_counter()
+
+    path = Path(state_path) if state_path is not None else None
+    if path is not None and world > 1:
+        path = path.with_name(f"{path.name}.rank{rank}of{world}")
+    fp = _fingerprint(model, xs, ys, threat, stage_list, seed, batch_size, (rank, world))
+    state = _State(n, xs, stage_list)
+    resumed = bool(path is not None and path.is_file() and state.load(path, fp))
+    if resumed:
+        log.info("resuming cascade from %s", path)
+
+    def save() -> None:
+        if path is not None:
+            state.save(path, fp)
+
+    warnings_: list[CheckWarning] = []
+    dev = x.device
+    with eval_mode(model, "evaluation"):
+        if n_total:
+            with torch.no_grad():
+                check_logits(model(x[: min(2, n_total)]), min(2, n_total))
+        crit_all.validate(n_total, 2 if not n_total else int(predict(model, x[:1]).shape[1]))
+        if checks and n:
+            warnings_ += check_model(model, xs, ys)
+        if not state.clean_done:
+            state.clean_correct = (predict(model, xs, batch_size).argmax(1) == ys).cpu()
+            state.robust = state.clean_correct.clone()
+            state.clean_done = True
+            save()
+        for s, (name, attack) in enumerate(stage_list):
+            lg = state.logs[s]
+            if lg.done:
+                continue
+            if s not in state.todo:
+                state.todo[s] = state.robust.nonzero().squeeze(1)
+                lg.attacked = int(state.todo[s].numel())
+                save()
+            todo = state.todo[s]
+            chunks = torch.split(todo, batch_size) if todo.numel() else ()
+            for c in range(lg.chunks_done, len(chunks)):
+                idx = chunks[c]
+                t0 = time.perf_counter()
+                gen = torch.Generator(device=dev).manual_seed(_chunk_seed(seed, s, c))
+                xi = xs[idx.to(dev)]
+                res = attack(model, xi, Misclassification(ys[idx.to(dev)]), threat=threat,
+                             generator=gen, batch_size=batch_size)
+                inside = threat.contains(res.x_adv, xi)
+                ok = res.success & inside
+                if attack.bounded and bool((res.success & ~inside).any()):
+                    warnings_ += check_threat(threat, res.x_adv[res.success], xi[res.success])
+                broke = idx[ok.cpu()]
+                state.robust[broke] = False
+                state.broken_by[broke] = s
+                state.x_adv[broke] = res.x_adv[ok].detach().cpu()
+                lg.broken += int(ok.sum())
+                lg.passes += int(res.passes.sum())
+                lg.forwards += int(res.forwards.sum())
+                lg.seconds += time.perf_counter() - t0
+                lg.chunks_done = c + 1
+                save()
+                if on_chunk is not None:
+                    on_chunk(name, min((c + 1) * batch_size, len(todo)), len(todo))
+            lg.done = True
+            lg.robust_acc = int(state.robust.sum()) / max(1, n)
+            save()
+
+        # final check: every kept perturbation is allowed and still misclassified
+        broken = (state.broken_by >= 0).nonzero().squeeze(1)
+        if broken.numel():
+            xb = state.x_adv[broken].to(dev)
+            x0 = xs[broken.to(dev)]
+            viol = check_threat(threat, xb, x0)
+            warnings_ += viol
+            inside = threat.contains(xb, x0).cpu()
+            still = (predict(model, xb, batch_size).argmax(1) != ys[broken.to(dev)]).cpu()
+            bad = broken[~(inside & still)]
+            if bad.numel():
+                if bool((inside & ~still).any()):
+                    warnings_.append(CheckWarning(
+                        "not_reproducible", f"{int((inside & ~still).sum())} kept adversarial "
+                        "inputs are classified correctly when re-evaluated (randomized model or "
+                        "numerical ties); they are not counted as broken"))
+                state.robust[bad] = state.clean_correct[bad]
+                state.broken_by[bad] = -1
+                state.x_adv[bad] = xs[bad.to(dev)].detach().cpu()
+
+    # reduce counts over ranks
+    counts = [n, int(state.clean_correct.sum()), int(state.robust.sum())]
+    for lg in state.logs:
+        counts += [lg.attacked, lg.broken, lg.passes, lg.forwards]
+    ct = torch.tensor(counts, dtype=torch.long)
+    flags = [state.clean_correct, state.robust, state.broken_by]
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.all_reduce(ct)
+        gathered: list[Any] = [None] * world
+        dist.all_gather_object(gathered, [f.tolist() for f in flags])
+        flags = [torch.tensor(sum((g[i] for g in gathered), [])) for i in range(3)]
+        secs = torch.tensor([lg.seconds for lg in state.logs], dtype=torch.float64)
+        dist.all_reduce(secs, op=dist.ReduceOp.MAX)
+        for lg, sv in zip(state.logs, secs.tolist(), strict=True):
+            lg.seconds = sv
+    c = ct.tolist()
+    n_all, clean_all, robust_all = c[0], c[1], c[2]
+    logs = []
+    robust_after = clean_all
+    for i, lg in enumerate(state.logs):
+        a, b, p, f = c[3 + 4 * i: 7 + 4 * i]
+        robust_after -= b
+        logs.append(StageLog(lg.name, lg.attack, a, b, robust_after / max(1, n_all), lg.seconds,
+                             p, f, lg.chunks_done, lg.done))
+    if checks:
+        warnings_ += check_black_box([lg.name for lg in logs],
+                                     [type(a).__name__ in GRADIENT_FREE for _, a in stage_list],
+                                     [lg.broken for lg in logs])
+    # robust after the final check can only be >= the stage count (reverted points)
+    return CascadeResult(
+        clean_acc=clean_all / n_all if n_all else math.nan,
+        robust_acc=robust_all / n_all if n_all else math.nan,
+        n_examples=n_all,
+        threat=threat.to_dict(),
+        stages=logs,
+        warnings=warnings_,
+        seconds=time.perf_counter() - t_start + (0.0 if not resumed else 0.0),
+        passes=sum(lg.passes for lg in logs),
+        forwards=sum(lg.forwards for lg in logs),
+        seed=seed,
+        resumed=resumed,
+        world_size=world,
+        clean_correct=flags[0].bool(),
+        robust_correct=flags[1].bool(),
+        broken_by=flags[2].long(),
+        x_adv=state.x_adv if keep_adversarials else None,
+    )
