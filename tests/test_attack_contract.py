@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from advlab.attacks import APGD, APGDT, BIM, FGSM, PGD, Square
+from advlab.attacks.universal import UniversalAttack  # issue 6
 from advlab.criteria import Misclassification, TargetedMisclassification
 from advlab.physical import EOT, ILLC
 from advlab.threat import ThreatModel
@@ -33,6 +34,7 @@ def attacks():
         "apgd-dlr-early-stop": APGD(steps=5, loss="dlr", early_stop=True, restarts=2),
         "apgd-t": APGDT(steps=3, n_target_classes=2),
         "square": Square(queries=20),
+        "universal": UniversalAttack(max_passes=2, batch_size=2),
     }
 
 
