@@ -52,7 +52,8 @@ def test_fit_returns_self_and_learns_a_universal_direction(trained_softmax, digi
     with torch.no_grad():
         clean = trained_softmax(x_test).argmax(1)
         rnd = float((trained_softmax((x_test + noise).clamp(0, 1)).argmax(1) != clean).float().mean())
-    assert fr > 0.35 and fr > rnd + 0.2  # measured: 0.48 vs 0.13;  # one perturbation for all held-out images beats noise
+    # one perturbation for all held-out images beats noise (measured: 0.48 vs 0.13)
+    assert fr > 0.35 and fr > rnd + 0.2
     assert up.fooling_rate_ == max(up.history_)
     assert torch.equal(up.transform(x_test), (x_test + v).clamp(0, 1))
 
