@@ -8,6 +8,7 @@ References:
 
 import advlab.attacks  # noqa: F401,I001  (first: it registers ILLC/EOT from this package)
 from advlab.physical.attacks import EOT, ILLC, least_likely_class
+from advlab.physical.defaults import PHYSICAL_ATTACKS, physical_attacks
 from advlab.physical.destruction import (
     DestructionRate,
     DestructionReport,
@@ -37,5 +38,5 @@ __all__ = [
     "JPEG", "Affine", "Compose", "print_and_photograph", "TRANSFORMS", "create_transform",
     "standard_transforms", "ILLC", "EOT", "least_likely_class", "DestructionRate",
     "destruction_rate", "destruction_rate_from_predictions", "DestructionRow", "DestructionReport",
-    "destruction_experiment",
+    "destruction_experiment", "PHYSICAL_ATTACKS", "physical_attacks",
 ]
