@@ -67,7 +67,12 @@ def destruction_cmd(
     """Destruction rate (Kurakin et al. 2016) of each transform for FGSM, BIM, ILLC and EOT adversarials."""
     from rich.table import Table
 
-    from advlab.physical import create_transform, destruction_experiment, physical_attacks, standard_transforms
+    from advlab.physical import (
+        create_transform,
+        destruction_experiment,
+        physical_attacks,
+        standard_transforms,
+    )
 
     if n < 1:
         raise UsageError(f"--n must be >= 1, got {n}")

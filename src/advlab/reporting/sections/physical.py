@@ -6,7 +6,12 @@ import math
 from typing import Any
 
 from advlab.evaluation import predict
-from advlab.physical import destruction_experiment, physical_attacks, print_and_photograph, standard_transforms
+from advlab.physical import (
+    destruction_experiment,
+    physical_attacks,
+    print_and_photograph,
+    standard_transforms,
+)
 from advlab.reporting import figures_physical as figs
 from advlab.reporting.figures import figure_to_data_uri
 from advlab.reporting.html import Section
