@@ -13,7 +13,7 @@ from advlab.attacks.pgd import PGD
 from advlab.criteria import Misclassification
 from advlab.evaluation.metrics import predict
 from advlab.threat import ThreatModel
-from advlab.validation import check_inputs, eval_mode
+from advlab.validation import check_inputs, check_logits, eval_mode
 
 __all__ = ["AccuracyCurve", "accuracy_vs_eps"]
 
@@ -53,7 +53,8 @@ def accuracy_vs_eps(
 ) -> AccuracyCurve:
     """Robust accuracy of ``model`` under ``attack`` for every budget in ``eps``.
 
-    For a single-step attack without random start (FGSM/FGM) the gradient does
+    A point counts as robust when it is classified correctly both clean and
+    after the attack. For a single-step attack without random start (FGSM/FGM) the gradient does
     not depend on ``eps``: it is computed once and every budget costs one extra
     forward pass. Other attacks run once per budget.
     """
@@ -73,14 +74,19 @@ def accuracy_vs_eps(
                 xb, cb = x[s:s + batch_size], crit[slice(s, s + batch_size)]
                 xg = xb.detach().requires_grad_(True)
                 with torch.enable_grad():
-                    obj = cb.loss(model(xg), attack.loss)
+                    logits = model(xg)
+                    check_logits(logits.detach(), xb.shape[0])
+                    cb.validate(xb.shape[0], logits.shape[1])
+                    obj = cb.loss(logits, attack.loss)
                     (g,) = torch.autograd.grad(obj.sum(), xg)
+                clean_ok = logits.detach().argmax(1) == cb.classes
                 passes += xb.shape[0]
                 direction = strategy.normalize_grad(g)
                 with torch.no_grad():
                     for i, t in enumerate(threats):
                         xa = t.project(xb + t.eps * direction, xb)
-                        correct[i] += int((model(xa).argmax(1) == cb.classes).sum())
+                        adv_ok = model(xa).argmax(1) == cb.classes
+                        correct[i] += int((clean_ok & adv_ok).sum())
         accs = [int(c) / n for c in correct]
     else:
         with eval_mode(model, "evaluation"):
