@@ -336,7 +336,7 @@ def eval_cmd(
         _write_json(out, d)
         console.print(f"results written to {out}")
     else:
-        out_console.print(json.dumps(d, default=str))
+        typer.echo(json.dumps(d, default=str))
 
 
 def _quantize(x: torch.Tensor, x_adv: torch.Tensor) -> torch.Tensor:
@@ -418,7 +418,7 @@ def attack_cmd(
     _write_json(out / "attack.json", summary)
     console.print(f"success rate {res.success_rate:.2%} (after uint8 rounding "
                   f"{summary['success_rate_uint8']:.2%}); wrote {out}/adversarials.safetensors, grid.png")
-    out_console.print(json.dumps(summary, default=str))
+    typer.echo(json.dumps(summary, default=str))
 
 
 # ----------------------------------------------------------------------------- lecture
@@ -501,7 +501,7 @@ def main() -> None:
     except (ValueError, TypeError, DatasetError, CheckpointError, FileNotFoundError,
             PermissionError) as e:
         msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        console.print(f"[bold red]error:[/] {msg}", highlight=False)
+        typer.echo(f"error: {msg}", err=True)
         sys.exit(2)
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]: finished epochs/results are saved; rerun with --resume")
