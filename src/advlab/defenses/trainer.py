@@ -302,7 +302,7 @@ def learning_curve_point(model: nn.Module, images: torch.Tensor, labels: torch.T
         Goodfellow, Shlens & Szegedy, arXiv:1412.6572 (2014), Fig. 3 / Sec. 6.
     """
     n = curves.n or images.shape[0]
-    gen = torch.Generator().manual_seed(curves.seed + epoch)
+    gen = torch.Generator(device=images.device).manual_seed(curves.seed + epoch)
     c = _curve_counts(model, images[:n], labels[:n], curves, gen)
     return _errors(c)
 
@@ -418,9 +418,11 @@ def fit(
     distributed, rank, world = _dist_info()
     generator = torch.Generator().manual_seed(config.seed)
     # Single process: the objective shares the loop's generator (as always). DDP: every rank
-    # draws the same permutations from `generator` and its own attack noise from `obj_gen`.
-    obj_gen = (torch.Generator().manual_seed(config.seed * 1009 + 7919 * (rank + 1))
-               if distributed else generator)
+    # draws the same permutations from `generator` and its own attack noise from `obj_gen`
+    # (also used, on the data's device, when training on an accelerator).
+    separate = distributed or images.device.type != "cpu"
+    obj_gen = (torch.Generator(device=images.device).manual_seed(
+        config.seed * 1009 + 7919 * (rank + 1)) if separate else generator)
     opt = _make_optimizer(model, config)
     history: list[EpochLog] = []
     start_epoch, passes, elapsed = 0, 0, 0.0
@@ -467,7 +469,7 @@ def fit(
                 )
         if "scheduler" in saved:
             schedule.load_state_dict(saved["scheduler"])
-        if distributed:
+        if separate:
             states = saved.get("rank_rng") or []
             if len(states) != world:
                 raise CheckpointError("cannot resume: the checkpoint holds no generator state "
@@ -538,7 +540,8 @@ def fit(
             if curves is not None:
                 m = curves.n or test[0].shape[0]
                 cx, cy = test[0][:m][rank::world], test[1][:m][rank::world]
-                cgen = torch.Generator().manual_seed(curves.seed + epoch + 1 + 100003 * rank)
+                cgen = torch.Generator(device=cx.device).manual_seed(
+                    curves.seed + epoch + 1 + 100003 * rank)
                 c = _curve_counts(model, cx, cy, curves, cgen)
                 counts = torch.cat([counts, c])
             counts = _all_reduce(counts, distributed)
@@ -556,10 +559,13 @@ def fit(
         log.info("epoch %d: loss %.4f, %d passes (%d total) in %.1f s (%.1f s total) %s",
                  entry.epoch, entry.loss, ep_passes, passes, dt, elapsed, extra)
         rank_rng: list[list[int]] | None = None
-        if distributed and checkpoint_dir is not None:
-            gathered: list[Any] = [None] * world
-            dist.all_gather_object(gathered, obj_gen.get_state().tolist())
-            rank_rng = gathered
+        if separate and checkpoint_dir is not None:
+            if distributed:
+                gathered: list[Any] = [None] * world
+                dist.all_gather_object(gathered, obj_gen.get_state().tolist())
+                rank_rng = gathered
+            else:
+                rank_rng = [obj_gen.get_state().tolist()]
         if checkpoint_dir is not None and rank == 0:
             state_meta = dict(run_meta, epoch=epoch + 1, passes=passes, seconds=elapsed,
                               history=[asdict(h) for h in history],
