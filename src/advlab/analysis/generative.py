@@ -78,7 +78,7 @@ def _weighted_median(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
 
 
 def fit_mixture(data: torch.Tensor, family: str = "gaussian", *, tied_scale: bool = True,
-                iters: int = 300, tol: float = 1e-9) -> MixtureFit:
+                iters: int = 200, tol: float = 1e-8) -> MixtureFit:
     """Fit a two-component mixture by expectation-maximisation.
 
     Args:

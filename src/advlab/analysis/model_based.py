@@ -128,7 +128,8 @@ def model_based_optimization(
     step_size: float = 0.05,
     true_max: float = 1.0,
     hidden: Sequence[int] = (64, 64),
-    epochs: int = 300,
+    epochs: int = 200,
+    regressor: nn.Module | None = None,
     generator: torch.Generator | None = None,
 ) -> ModelBasedResult:
     """Fit a regressor to samples of ``fn`` and maximise the regressor by gradient ascent.
@@ -143,6 +144,8 @@ def model_based_optimization(
         steps, step_size: signed-gradient ascent steps on the prediction.
         true_max: the known maximum of ``fn`` (for the report).
         hidden, epochs: regressor width and training length.
+        regressor: reuse an already fitted regressor (e.g. ``result.regressor`` of an earlier
+            call on the same function) instead of fitting a new one.
         generator: data, initialization and starts.
 
     Returns:
@@ -160,7 +163,8 @@ def model_based_optimization(
     dt = torch.float32
     x = (torch.rand((n_train, dim), generator=generator, dtype=dt) * 2 - 1) * data_box
     y = fn(x)
-    net = fit_regressor(x, y, hidden=hidden, epochs=epochs, generator=generator)
+    net = regressor if regressor is not None else fit_regressor(x, y, hidden=hidden, epochs=epochs,
+                                                                 generator=generator)
     xt = (torch.rand((2000, dim), generator=generator, dtype=dt) * 2 - 1) * data_box
     with torch.no_grad():
         train_mse = float((net(x).squeeze(1) - y).pow(2).mean())

@@ -148,6 +148,7 @@ def noise_classification(
     center: float = 0.5,
     bounds: tuple[float, float] = (0.0, 1.0),
     fgsm_eps: float | None = 0.25,
+    fgsm_n: int | None = 200,
     generator: torch.Generator | None = None,
 ) -> NoiseResult:
     """Classify Gaussian noise of several sizes; optionally attack it towards every class.
@@ -161,6 +162,7 @@ def noise_classification(
         bounds: valid input box.
         fgsm_eps: budget of a targeted FGSM step from the last level's noise to every
             class (``None`` skips it).
+        fgsm_n: attack only the first ``fgsm_n`` samples of that level (``None``: all).
         generator: for the noise.
 
     Returns:
@@ -182,5 +184,5 @@ def noise_classification(
                       levels=levels)
     if fgsm_eps is not None and last is not None:
         res.fgsm_eps = float(fgsm_eps)
-        res.fgsm_success = targeted_fgsm_from_noise(model, last, fgsm_eps, bounds=bounds)
+        res.fgsm_success = targeted_fgsm_from_noise(model, last[:fgsm_n], fgsm_eps, bounds=bounds)
     return res

@@ -1,3 +1,106 @@
-"""CLI commands for analysis (register on `advlab.cli.app.app`)."""
+"""CLI commands for analysis (register on `advlab.cli.app.app`): ``advlab analyze <name>``."""
 
 from __future__ import annotations
+
+import base64
+import inspect
+import json
+import time
+from pathlib import Path
+from typing import Annotated
+
+import torch
+import typer
+
+from advlab import __version__
+from advlab.cli.app import (
+    CacheDir,
+    DataDir,
+    UsageError,
+    _cache,
+    _load_model,
+    _write_json,
+    app,
+    console,
+    out_console,
+)
+
+ANALYSIS_NAMES = ("cross-section", "decision-map", "same-norm", "linear", "class-sweep", "rbf",
+                  "noise", "subspace", "generative", "model-based")
+
+
+@app.command("analyze")
+def analyze(
+    name: Annotated[str, typer.Argument(help="One of: " + ", ".join(ANALYSIS_NAMES) + ".")],
+    out: Annotated[Path, typer.Option(help="Output directory (<name>.json and <name>-*.png).")] = Path("runs/analysis"),
+    dataset: Annotated[str, typer.Option(help="mnist (falls back to digits if unavailable) or digits.")] = "mnist",
+    quick: Annotated[bool, typer.Option(help="Smaller models and slices, as in `advlab lecture --quick`.")] = False,
+    n: Annotated[int | None, typer.Option(help="Number of examples (decision-map, subspace, noise).")] = None,
+    eps: Annotated[float | None, typer.Option(help="Budget (decision-map, linear, rbf, subspace: L2, noise: FGSM step).")] = None,
+    model: Annotated[str | None, typer.Option(help="Checkpoint (or file.py:function) to use instead of the lecture's CNN.")] = None,
+    seed: int = 0,
+    download: Annotated[bool, typer.Option(help="Download the dataset if it is not found locally.")] = True,
+    data_dir: DataDir = None,
+    cache_dir: CacheDir = None,
+) -> None:
+    """Run one of the lecture's analyses and write its numbers (JSON) and figures (PNG).
+
+    Models are the lecture's recipes, trained once and cached (see `advlab lecture`).
+    """
+    from advlab.checkpoint import atomic_write_bytes
+    from advlab.data import DatasetError, load_dataset
+    from advlab.reporting.lecture import LectureContext
+    from advlab.reporting.sections.analysis import ANALYSES
+
+    key = name.lower().replace("_", "-")
+    if key not in ANALYSES:
+        raise UsageError(f"unknown analysis {name!r}; use one of {', '.join(ANALYSES)}")
+    fn, section_key = ANALYSES[key]
+    params: dict[str, object] = {}
+    accepted = inspect.signature(fn).parameters
+    for opt, value in (("n", n), ("eps", eps)):
+        if value is None:
+            continue
+        if opt not in accepted:
+            raise UsageError(f"--{opt} does not apply to the {key} analysis")
+        if opt == "n" and value < 1:
+            raise UsageError("--n must be a positive integer")
+        if opt == "eps" and not value > 0:
+            raise UsageError("--eps must be > 0")
+        params[opt] = value
+    t0 = time.perf_counter()
+    cache = _cache(cache_dir)
+    notices = []
+    try:
+        train_ds = load_dataset(dataset, "train", data_dir=data_dir, download=download, cache_dir=cache)
+        test_ds = load_dataset(dataset, "test", data_dir=data_dir, download=download, cache_dir=cache)
+    except DatasetError as e:
+        if dataset.lower() != "mnist":
+            raise
+        notice = f"MNIST unavailable ({e}); falling back to scikit-learn's bundled 8x8 digits."
+        console.print(f"[yellow]notice:[/] {notice}")
+        notices.append(notice)
+        train_ds, test_ds = load_dataset("digits", "train"), load_dataset("digits", "test")
+    torch.manual_seed(seed)
+    ctx = LectureContext(train=train_ds, test=test_ds, quick=quick, cache_dir=cache / "models",
+                         seed=seed, progress=lambda m: console.print(f"[dim]{m}[/]"))
+    if model is not None:
+        net = _load_model(model)
+        ctx._models["cnn"] = net.eval()  # the analyses' main network
+    console.print(f"analysis [bold]{key}[/] on {train_ds.name} ({'quick' if quick else 'full'})")
+    sec = fn(ctx, **params)
+    seconds = time.perf_counter() - t0
+    out.mkdir(parents=True, exist_ok=True)
+    files = []
+    for fig_name, uri in sec.figures.items():
+        png = base64.b64decode(uri.split(",", 1)[1])
+        fname = f"{key}-{fig_name}.png"
+        atomic_write_bytes(out / fname, png)
+        files.append(fname)
+    result = {"analysis": key, "section": section_key, "dataset": train_ds.name,
+              "mode": "quick" if quick else "full", "seed": seed, "params": params,
+              "model": model, "version": __version__, "seconds": round(seconds, 2),
+              "notices": notices, "figures": files, "data": sec.data}
+    _write_json(out / f"{key}.json", result)
+    console.print(f"wrote {out / (key + '.json')} and {len(files)} figure(s) in {seconds:.0f} s")
+    out_console.print(json.dumps({k: result[k] for k in ("analysis", "dataset", "seconds", "figures")}))
