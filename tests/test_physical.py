@@ -291,3 +291,30 @@ def test_destruction_experiment_table(digits_mlp, digits_test):  # type: ignore[
     assert rep.to_dict()["n"] == 60
     with pytest.raises(ValueError, match="transform"):
         destruction_experiment(digits_mlp, x, y, attacks, [0.1], {})
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def test_cli_destruction_table(tmp_path, digits_mlp):  # type: ignore[no-untyped-def]
+    from typer.testing import CliRunner
+
+    from advlab.checkpoint import save_model
+    from advlab.cli.app import app
+
+    save_model(tmp_path / "model", digits_mlp)
+    out = tmp_path / "d.json"
+    r = CliRunner().invoke(app, ["physical", "destruction", "--model", str(tmp_path / "model"),
+                                 "--dataset", "digits", "--n", "40", "--attacks", "fgsm,eot",
+                                 "--eps", "0.2", "--transforms", "blur,photo", "--steps", "2",
+                                 "--eot-samples", "2", "--out", str(out),
+                                 "--cache-dir", str(tmp_path / "cache")])
+    assert r.exit_code == 0, r.output
+    import json
+
+    d = json.loads(out.read_text())
+    assert d["n"] == 40 and len(d["rows"]) == 2 * 1 * 2
+    assert {row["transform"] for row in d["rows"]} == {"blur", "photo"}
+    bad = CliRunner().invoke(app, ["physical", "destruction", "--model", str(tmp_path / "model"),
+                                   "--dataset", "digits", "--transforms", "sepia"])
+    assert isinstance(bad.exception, ValueError) and "sepia" in str(bad.exception)

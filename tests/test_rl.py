@@ -157,3 +157,24 @@ def test_dqn_learns_something_quickly():
 def test_bad_parameters_are_rejected(make, err, match):  # type: ignore[no-untyped-def]
     with pytest.raises(err, match=match):
         make()
+
+
+def test_cli_rl_attack(tmp_path):  # type: ignore[no-untyped-def]
+    import json
+
+    from typer.testing import CliRunner
+
+    from advlab.cli.app import app
+
+    out = tmp_path / "rl.json"
+    args = ["rl", "attack", "--steps", "300", "--episodes", "2", "--eps", "0,0.5", "--norms", "linf",
+            "--out", str(out), "--cache-dir", str(tmp_path)]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 0, r.output
+    d = json.loads(out.read_text())
+    c = d["curves"][0]
+    assert c["norm"] == "linf" and c["eps"] == [0.0, 0.5]
+    assert c["attack_return"][0] == c["noise_return"][0] == c["clean_return"]
+    assert len(list((tmp_path / "rl").iterdir())) == 2  # target and transfer source, cached
+    bad = CliRunner().invoke(app, ["rl", "attack", "--episodes", "0", "--cache-dir", str(tmp_path)])
+    assert isinstance(bad.exception, ValueError) and "episodes" in str(bad.exception)
