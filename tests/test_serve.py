@@ -148,3 +148,44 @@ def test_server_stops_and_only_binds_loopback(trained_softmax):  # type: ignore[
         ServeConfig(in_shape=SHAPE, rate_limit=0).validate()
     with pytest.raises(ConnectionError):
         HTTPOracle(f"http://127.0.0.1:{port}").predict(torch.rand(1, *SHAPE))
+
+
+def test_cli_serve_and_blackbox_end_to_end(trained_softmax, tmp_path, cli_env):  # type: ignore[no-untyped-def]
+    """`advlab serve` in a subprocess on a free port; `advlab blackbox --oracle URL` attacks it."""
+    import subprocess
+    import sys
+    import time
+
+    from advlab.checkpoint import save_model
+
+    ckpt = tmp_path / "ckpt"
+    save_model(ckpt, trained_softmax, meta={"dataset": "digits"})
+    proc = subprocess.Popen([sys.executable, "-m", "advlab", "serve", str(ckpt), "--port", "0",
+                             "--budget", "1000", "--max-batch", "100"],
+                            env=cli_env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        line = ""
+        while "serving" not in line:
+            assert proc.poll() is None and time.monotonic() < deadline, "server did not start"
+            line = proc.stderr.readline()  # type: ignore[union-attr]
+        url = line.split(" on ")[1].split()[0]
+        assert url.startswith("http://127.0.0.1:")
+        status, _ = _post(url, _inputs(1, 7.0))
+        assert status == 422
+        out = tmp_path / "bb.json"
+        r = subprocess.run([sys.executable, "-m", "advlab", "blackbox", "--oracle", url,
+                            "--dataset", "digits",
+                            "--seed-size", "30", "--substitute-epochs", "3", "--train-epochs", "3",
+                            "--max-queries", "200", "--n-eval", "50", "--no-eval-every-round",
+                            "--out", str(out)], env=cli_env, capture_output=True, text=True, timeout=240)
+        assert r.returncode == 0, r.stderr
+        res = json.loads(out.read_text())
+        assert res["queries"] == 120  # 30 + 30 + 60 labels for the substitute
+        stats = HTTPOracle(url).stats()
+        assert stats["queries"] == 120 + 2 * 50  # plus the final evaluation
+        assert 0 <= res["final"]["oracle_misclassification"] <= 1
+        assert proc.poll() is None  # still serving
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
