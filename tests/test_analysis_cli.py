@@ -1,0 +1,81 @@
+"""``advlab analyze <name>``: JSON + PNG outputs, option validation, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from advlab.reporting.sections.analysis import ANALYSES
+
+
+def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "advlab", *args], env=env, capture_output=True,
+                          text=True, timeout=600)
+
+
+def test_every_analysis_has_a_registered_section_and_template():
+    from advlab.reporting.lecture import SECTIONS, load_sections
+
+    load_sections()
+    keys = {k for k, _, _ in SECTIONS}
+    templates = Path(__file__).resolve().parents[1] / "src/advlab/reporting/templates/sections"
+    assert len(ANALYSES) == 10
+    for _, key in ANALYSES.values():
+        assert key in keys and (templates / f"{key}.html.j2").is_file()
+
+
+def test_analyze_generative_writes_json_and_png(tmp_path: Path, cli_env: dict[str, str]):
+    out = tmp_path / "res"
+    p = _run(["analyze", "generative", "--dataset", "digits", "--out", str(out), "--n", "500"],
+             cli_env)
+    assert p.returncode == 0, p.stderr
+    d = json.loads((out / "generative.json").read_text())
+    assert d["analysis"] == "generative" and d["params"] == {"n": 500}
+    assert d["data"]["n"] == 500
+    assert d["data"]["far_posterior_gaussian"][1] > d["data"]["far_posterior_laplace"][1]
+    png = out / d["figures"][0]
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(f.name for f in out.iterdir()) == sorted(["generative.json", *d["figures"]])
+    assert json.loads(p.stdout)["analysis"] == "generative"
+
+
+def test_analyze_same_norm_trains_and_caches_the_cnn(tmp_path: Path, cli_env: dict[str, str]):
+    out = tmp_path / "res"
+    args = ["analyze", "same-norm", "--dataset", "digits", "--quick", "--out", str(out)]
+    p = _run(args, cli_env)
+    assert p.returncode == 0, p.stderr
+    assert "training cnn" in p.stderr
+    d = json.loads((out / "same-norm.json").read_text())
+    rows = d["data"]["rows"]
+    assert len(rows) == 4
+    assert all(abs(r["l2"] - d["data"]["radius"]) < 1e-2 * d["data"]["radius"] for r in rows)
+    again = _run(args, cli_env)
+    assert again.returncode == 0 and "using cached cnn" in again.stderr
+    assert json.loads((out / "same-norm.json").read_text())["data"] == d["data"]
+
+
+def test_analyze_unknown_name_is_a_one_line_error(cli_env):
+    p = _run(["analyze", "nope", "--dataset", "digits"], cli_env)
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    assert p.stderr.strip().splitlines() == [
+        "error: unknown analysis 'nope'; use one of " + ", ".join(ANALYSES)]
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["analyze", "same-norm", "--n", "5"], "--n does not apply to the same-norm analysis"),
+    (["analyze", "subspace", "--eps", "-1"], "--eps must be > 0"),
+    (["analyze", "subspace", "--n", "0"], "--n must be a positive integer"),
+])
+def test_analyze_validates_options_before_any_work(args, message, tmp_path):
+    from typer.testing import CliRunner
+
+    from advlab.cli.app import UsageError, app
+
+    res = CliRunner().invoke(app, [*args, "--dataset", "digits", "--out", str(tmp_path / "o"),
+                                   "--cache-dir", str(tmp_path / "c")])
+    assert isinstance(res.exception, UsageError) and str(res.exception) == message
+    assert not (tmp_path / "o").exists() and not (tmp_path / "c").exists()
