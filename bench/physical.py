@@ -116,7 +116,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=10)
     p.add_argument("--samples", type=int, default=8)
     p.add_argument("--episodes", type=int, default=10)
-    p.add_argument("--rl-eps", default="0,0.02,0.05,0.1,0.2,0.5")
+    p.add_argument("--rl-eps", default="0,0.05,0.1,0.2,0.5,1")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-dir", default=os.environ.get("ADVLAB_DATA", "/work/shared/data"))
     p.add_argument("--cache-dir", default=os.environ.get("ADVLAB_CACHE", "~/.cache/advlab"))

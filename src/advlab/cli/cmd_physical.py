@@ -151,7 +151,7 @@ def rl_attack(
     seed: Annotated[int, typer.Option(help="Training seed of the attacked policy.")] = 0,
     source_seed: Annotated[int | None, typer.Option(help="Training seed of the adversary's own policy (transfer); none to skip.")] = 1,
     norms: Annotated[str, typer.Option(help="Comma-separated: linf, l2, l1.")] = "linf,l2,l1",
-    eps: Annotated[str, typer.Option(help="Comma-separated budgets, in units of each feature's std.")] = "0,0.02,0.05,0.1,0.2,0.5",
+    eps: Annotated[str, typer.Option(help="Comma-separated budgets, in units of each feature's std.")] = "0,0.05,0.1,0.2,0.5,1",
     episodes: Annotated[int, typer.Option(help="Seeded episodes per point.")] = 10,
     steps: Annotated[int | None, typer.Option(help="DQN training steps (default 30000).")] = None,
     out: Annotated[Path | None, typer.Option(help="Write the curves as JSON here.")] = None,

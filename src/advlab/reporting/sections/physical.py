@@ -96,7 +96,7 @@ def rl_section(ctx: LectureContext) -> Section:
     source = load_or_train("cartpole", DQNConfig(seed=ctx.seed + 1), cache)
     episodes = 3 if ctx.quick else 10
     seeds = list(range(1_000, 1_000 + episodes))
-    eps = [0.0, 0.05, 0.2] if ctx.quick else [0.0, 0.02, 0.05, 0.1, 0.2, 0.5]
+    eps = [0.0, 0.2, 1.0] if ctx.quick else [0.0, 0.05, 0.1, 0.2, 0.5, 1.0]
     max_steps = 200 if ctx.quick else None
     curves = []
     for norm in ("linf", "l2", "l1"):
@@ -104,7 +104,7 @@ def rl_section(ctx: LectureContext) -> Section:
                           source=source.q, generator=ctx.generator(), max_steps=max_steps)
         curves.append(c.to_dict())
     # frames of one attacked episode: the first steps whose action the attack changed
-    frame_eps = 0.05
+    frame_eps = 0.5
     attacked = rollout(target.q, "cartpole", seeds[:1], record=True, max_steps=max_steps,
                        perturb=ObservationAttack("fgsm", "linf", frame_eps).perturbation(
                            target.q, target.obs_scale))
