@@ -42,8 +42,7 @@ def physical_section(ctx: LectureContext) -> Section:
     for a, e in [(a, e) for a in ("fgsm", "bim", "illc") for e in eps] + [("eot", eot_eps)]:
         cells = [r for r in rows if r.attack == a and math.isclose(r.eps, e)]
         table.append({"attack": a.upper(), "eps": e, "adv_success": cells[0].adv_success_rate,
-                      "eligible": cells[0].eligible, "rates": [c.rate for c in cells],
-                      "published": PUBLISHED_PHOTO.get(a)})
+                      "eligible": cells[0].eligible, "rates": [c.rate for c in cells]})
     clean_t = {r.transform: r.clean_transformed_accuracy for r in base.rows[: len(tnames)]}
 
     def rate(a: str, t: str) -> float | None:
@@ -74,10 +73,13 @@ def physical_section(ctx: LectureContext) -> Section:
     if strip:
         figures["strip"] = figure_to_data_uri(figs.transform_strip(strip, classes))
     data: dict[str, Any] = {
-        "n": int(x.shape[0]), "eps": eps, "eot_eps": eot_eps, "steps": steps,
+        "n": int(x.shape[0]), "dataset": ctx.test.name, "eps": eps, "eot_eps": eot_eps, "steps": steps,
         "eot_samples": 4 if ctx.quick else 8, "transforms": tnames, "table": table,
         "clean_accuracy": base.clean_accuracy, "clean_transformed": [clean_t[t] for t in tnames],
         "bim_photo": bim_photo, "eot_photo": eot_photo, "target_met": target_met,
+        "fgsm_photo": rate("fgsm", "photo"), "illc_photo": rate("illc", "photo"),
+        "photo_rows": [{"attack": a.upper(), "ours": rate(a, "photo"), "published": PUBLISHED_PHOTO.get(a)}
+                       for a in ("fgsm", "bim", "illc", "eot")],
         "photo_settings": print_and_photograph().settings(),
         "seconds": {**base.seconds, **eot.seconds},
     }
