@@ -79,3 +79,22 @@ def test_analyze_validates_options_before_any_work(args, message, tmp_path):
                                    "--cache-dir", str(tmp_path / "c")])
     assert isinstance(res.exception, UsageError) and str(res.exception) == message
     assert not (tmp_path / "o").exists() and not (tmp_path / "c").exists()
+
+
+def test_sigmoid_objective_is_per_class_binary_cross_entropy():
+    import torch
+    import torch.nn.functional as F
+
+    from advlab.reporting.lecture import MODEL_RECIPES
+    from advlab.reporting.sections.analysis import SigmoidObjective
+
+    lin = torch.nn.Linear(3, 4)
+    x, y = torch.randn(5, 3), torch.tensor([0, 3, 1, 1, 2])
+    loss, logits, passes = SigmoidObjective()(lin, x, y, torch.Generator())
+    z = lin(x)
+    manual = sum(F.binary_cross_entropy_with_logits(z[i, c], torch.tensor(float(c == y[i])))
+                 for i in range(5) for c in range(4)) / 5
+    assert torch.allclose(loss, manual) and torch.equal(logits, z) and passes == 1
+    recipe = MODEL_RECIPES["analysis_cnn_sigmoid"]
+    assert recipe["objective"] is SigmoidObjective and recipe["model"] == "cnn"
+    assert MODEL_RECIPES["analysis_logistic37"]["classes"] == [3, 7]
