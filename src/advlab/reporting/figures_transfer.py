@@ -68,7 +68,7 @@ def universal_panel(perturbation: torch.Tensor, clean: torch.Tensor, adv: torch.
                     title: str = "") -> Figure:
     """The universal perturbation and a few images before/after adding it."""
     k = min(6, clean.shape[0])
-    fig, axes = plt.subplots(2, k + 1, figsize=(1.5 * (k + 1), 3.4))
+    fig, axes = plt.subplots(2, k + 1, figsize=(1.5 * (k + 1), 3.9))
     p = _img(perturbation)
     m = float(np.abs(p).max()) or 1.0
     axes[0, 0].imshow(p, cmap="seismic", vmin=-m, vmax=m)

@@ -225,8 +225,11 @@ def universal_section(ctx: LectureContext) -> Section:
                      "fooling_rate_test": fr, "random_fooling_rate": rnd, "passes": up.passes_,
                      "history": up.history_})
         if panel is None:
-            xs = x_test[:6]
-            with torch.no_grad():
+            with torch.no_grad():  # show fooled images first, then some that resist
+                pool = x_test[:200]
+                fooled = model(up.transform(pool)).argmax(1) != model(pool).argmax(1)
+                order = torch.cat([fooled.nonzero().squeeze(1)[:4], (~fooled).nonzero().squeeze(1)])
+                xs = pool[order[:6]]
                 cp = model(xs).argmax(1).tolist()
                 ap = model(up.transform(xs)).argmax(1).tolist()
             panel = tfig.universal_panel(up.perturbation_, xs, up.transform(xs), cp, ap,
