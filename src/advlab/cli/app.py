@@ -118,6 +118,10 @@ def _make_attack(name: str, steps: int | None, step_size: float | None,
     key = name.lower()
     if key not in ATTACKS:
         raise UsageError(f"unknown attack {name!r}; use one of {sorted(ATTACKS)}")
+    if key not in ("fgsm", "fgm", "bim", "pgd"):  # other registered attacks: their own settings
+        from advlab.cli.cmd_evaluation import make_attack
+
+        return make_attack(key, steps=steps, restarts=restarts, loss=loss, early_stop=early_stop)
     if key in ("fgsm", "fgm"):
         return FGSM(loss=loss)
     if key == "bim":
@@ -270,7 +274,7 @@ def train(
 
 # ----------------------------------------------------------------------------- eval / attack
 
-AttackOpt = Annotated[str, typer.Option(help="fgsm, bim or pgd.")]
+AttackOpt = Annotated[str, typer.Option(help="fgsm, bim, pgd, apgd, apgd-t, cw, deepfool, square, ... (see advlab info).")]
 
 
 def _common_eval(checkpoint: str, dataset: str, split: str, limit: int | None, classes: str | None,
@@ -307,13 +311,20 @@ def eval_cmd(
     out: Annotated[Path | None, typer.Option(help="Write results JSON here.")] = None,
     data_dir: DataDir = None,
     cache_dir: CacheDir = None,
+    attacks: Annotated[str | None, typer.Option(help="Worst case over a cascade: standard, fast or a list such as fgsm,apgd-ce,apgd-t,square (replaces --attack).")] = None,
+    state: Annotated[Path | None, typer.Option(help="Resumable state file for --attacks: rerun after Ctrl-C or kill to continue.")] = None,
 ) -> None:
-    """Clean and robust accuracy of a model under an attack; JSON results."""
+    """Clean and robust accuracy of a model under an attack (or a cascade); JSON results."""
     from advlab.evaluation import accuracy_vs_eps, evaluate
     from advlab.threat import ThreatModel
 
     net, ds = _common_eval(checkpoint, dataset, split, limit, classes, data_dir, cache_dir)
     threat = ThreatModel(norm, eps)
+    if attacks:  # issue 3: the cascade lives in cmd_evaluation
+        from advlab.cli.cmd_evaluation import run_cascade_eval
+
+        return run_cascade_eval(net, ds, threat, attacks, state=state, seed=seed, batch_size=batch_size,
+                                per_sample=per_sample, out=out, meta={"dataset": dataset, "model": checkpoint})
     atk = _make_attack(attack, steps, step_size, rel_step_size, restarts, random_init, early_stop, loss)
     x, y = ds.tensors()
     gen = torch.Generator().manual_seed(seed)
