@@ -111,14 +111,26 @@ def blackbox(args: argparse.Namespace) -> None:
         dt = SklearnDecisionTree().fit(xt, yt)
         runs.append(run_blackbox(dt, "decision tree (10k MNIST images)", x_seed, x_eval, y_eval, args,
                                  None, dt))
+        # an adversarially trained CNN: --adv-checkpoint, else the FGSM-RS model that
+        # bench/robust_eval.py caches, else a lecture recipe with "adv" in its name
+        from advlab.checkpoint import load_model
+
+        cands = [Path(args.adv_checkpoint)] if args.adv_checkpoint else sorted(
+            (Path.home() / ".cache" / "advlab" / "bench").glob("mnist_cnn_fgsmrs_*"))
+        cands = [c for c in cands if (c / "model.safetensors").is_file()]
         load_sections()
-        adv = [k for k in MODEL_RECIPES if "adv" in k or "madry" in k]
-        if adv:
-            m = ctx.model(adv[0])
-            runs.append(run_blackbox(TorchClassifier(m), f"adversarially trained ({adv[0]})", x_seed, x_eval,
-                                     y_eval, args, None, TorchClassifier(m)))
+        recipes = [k for k in MODEL_RECIPES if "adv" in k or "madry" in k]
+        adv_model, adv_name = None, None
+        if cands:
+            adv_model = load_model(cands[-1]).eval()
+            adv_name = f"adversarially trained CNN ({cands[-1].name})"
+        elif recipes:
+            adv_model, adv_name = ctx.model(recipes[0]), f"adversarially trained ({recipes[0]})"
+        if adv_model is not None:
+            runs.append(run_blackbox(TorchClassifier(adv_model), str(adv_name), x_seed, x_eval, y_eval, args,
+                                     None, TorchClassifier(adv_model)))
         else:
-            print("no adversarially trained lecture recipe found; skipped", file=sys.stderr)
+            print("no adversarially trained model found; skipped", file=sys.stderr)
     out = {"experiment": "label-only black-box attack (Papernot et al. 2017)", "eps": args.eps,
            "seed_images": 150, "n_eval": int(x_eval.shape[0]), "oracle_clean_acc": acc, "runs": runs,
            "published": {"rate": 0.8424, "queries": 6400, "source": "Papernot et al. 2017, MetaMind"},
@@ -206,6 +218,7 @@ def main() -> None:
     p.add_argument("--substitute", choices=["mlp", "cnn"], default="mlp")
     p.add_argument("--http", action="store_true", help="query the CNN through advlab's HTTP API")
     p.add_argument("--cnn-only", action="store_true")
+    p.add_argument("--adv-checkpoint", default=None, help="an adversarially trained model to attack too")
     p.add_argument("--train-limit", type=int, default=10000)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
