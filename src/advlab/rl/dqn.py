@@ -20,7 +20,7 @@ from torch import nn
 
 from advlab import __version__
 from advlab.rl.envs import make_env, resolve_env_id
-from advlab.rl.episodes import rollout
+from advlab.rl.episodes import rollout, single_thread
 
 __all__ = ["QNetwork", "DQNConfig", "TrainedPolicy", "train_dqn", "load_or_train", "save_policy",
            "load_policy", "observation_scale"]
@@ -166,7 +166,12 @@ def train_dqn(env: str = "CartPole-v1", config: DQNConfig | None = None,
     """
     cfg = config or DQNConfig()
     cfg.validate()
-    env_id = resolve_env_id(env)
+    with single_thread():
+        return _train_dqn(resolve_env_id(env), cfg, on_eval)
+
+
+def _train_dqn(env_id: str, cfg: DQNConfig,
+               on_eval: Callable[[int, float], None] | None) -> TrainedPolicy:
     g = torch.Generator().manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     e = make_env(env_id)
