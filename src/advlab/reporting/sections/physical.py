@@ -105,6 +105,15 @@ def rl_section(ctx: LectureContext) -> Section:
         c = return_vs_eps(target.q, "cartpole", seeds, eps, norm=norm, scale=target.obs_scale,
                           source=source.q, generator=ctx.generator(), max_steps=max_steps)
         curves.append(c.to_dict())
+    summary = []
+    for c in curves:
+        half = 0.5 * c["clean_return"]
+        collapse = next((e for e, r in zip(c["eps"], c["attack_return"], strict=True) if r <= half), None)
+        summary.append({"norm": c["norm"], "collapse_eps": collapse, "eps": c["eps"][-1],
+                        "attack": c["attack_return"][-1], "transfer": c["transfer_return"][-1],
+                        "noise": c["noise_return"][-1],
+                        "attack_below_noise": c["attack_return"][-1] < c["noise_return"][-1],
+                        "transfer_below_noise": c["transfer_return"][-1] < c["noise_return"][-1]})
     # frames of one attacked episode: the first steps whose action the attack changed
     frame_eps = 0.5
     attacked = rollout(target.q, "cartpole", seeds[:1], record=True, max_steps=max_steps,
@@ -118,7 +127,7 @@ def rl_section(ctx: LectureContext) -> Section:
             curves, f"CartPole-v1 DQN: mean return over {episodes} seeded episodes")),
         "frames": figure_to_data_uri(figs.cartpole_frames(tr, picks)),
     }
-    data = {"available": True, "episodes": episodes, "eps": eps, "curves": curves,
+    data = {"available": True, "episodes": episodes, "eps": eps, "curves": curves, "summary": summary,
             "clean_return": curves[0]["clean_return"], "source_clean": rollout(
                 source.q, "cartpole", seeds, max_steps=max_steps).mean_return,
             "obs_scale": [round(v, 4) for v in target.obs_scale.tolist()],
