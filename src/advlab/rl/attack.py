@@ -50,10 +50,12 @@ class ScaledPolicy(nn.Module):
     def __init__(self, policy: nn.Module, scale: torch.Tensor) -> None:
         super().__init__()
         self.policy = policy
+        self.scale: torch.Tensor
         self.register_buffer("scale", scale.detach().clone())
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.policy(z * self.scale)
+        out: torch.Tensor = self.policy(z * self.scale)
+        return out
 
 
 def random_perturbation(shape: torch.Size | tuple[int, ...], norm: str, eps: float,

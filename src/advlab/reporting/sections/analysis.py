@@ -142,7 +142,7 @@ def run_decision_maps(ctx: LectureContext, n: int | None = None, resolution: int
                       eps: float = 0.3) -> Section:
     """Warde-Farley & Goodfellow maps for the CNN: adversarial x random, adv x adv, random x random."""
     n = n or (16 if ctx.quick else 25)
-    resolution = resolution or (11 if ctx.quick else 15)
+    resolution = resolution or (11 if ctx.quick else 13)
     cnn = ctx.model("cnn")
     x, y = ctx.eval_data(max(200, 4 * n))
     ok = (predict(cnn, x).argmax(1) == y).nonzero().squeeze(1)[:n]
@@ -239,7 +239,7 @@ def run_class_sweep(ctx: LectureContext, source: int = 9, steps: int | None = No
             for k, s in sweeps.items()]
     clean = predict(cnn, x[i:i + 1])[0]
     target = int(clean.argmin())  # the least likely class: the hardest target
-    ga = an.gradient_ascent(cnn, x[i], target, step_size=0.01, steps=50 if ctx.quick else 100,
+    ga = an.gradient_ascent(cnn, x[i], target, step_size=0.01, steps=50,
                             frames=6)
     figs = {"sweep": _uri(fa.class_sweep_figure(sweeps, classes)),
             "ascent": _uri(fa.gradient_ascent_figure(
@@ -284,8 +284,8 @@ def rbf_section(ctx: LectureContext) -> Section:
 def run_noise(ctx: LectureContext, n: int | None = None, sigmas: tuple[float, ...] = (0.1, 0.3, 1.0),
               fgsm_eps: float = 0.25) -> Section:
     """Gaussian noise through the CNN, a per-class-sigmoid CNN and the RBF network."""
-    n = n or (200 if ctx.quick else 1000)
-    fgsm_n = 50 if ctx.quick else 200
+    n = n or (200 if ctx.quick else 500)
+    fgsm_n = 50 if ctx.quick else 100
     models = {"CNN (softmax)": ctx.model("cnn"), "CNN (per-class sigmoid)": _sigmoid_cnn(ctx),
               "shallow RBF network": ctx.model("analysis_rbf")}
     classes = ctx.test.classes

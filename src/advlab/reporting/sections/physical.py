@@ -106,14 +106,14 @@ def rl_section(ctx: LectureContext) -> Section:
                           source=source.q, generator=ctx.generator(), max_steps=max_steps)
         curves.append(c.to_dict())
     summary = []
-    for c in curves:
-        half = 0.5 * c["clean_return"]
-        collapse = next((e for e, r in zip(c["eps"], c["attack_return"], strict=True) if r <= half), None)
-        summary.append({"norm": c["norm"], "collapse_eps": collapse, "eps": c["eps"][-1],
-                        "attack": c["attack_return"][-1], "transfer": c["transfer_return"][-1],
-                        "noise": c["noise_return"][-1],
-                        "attack_below_noise": c["attack_return"][-1] < c["noise_return"][-1],
-                        "transfer_below_noise": c["transfer_return"][-1] < c["noise_return"][-1]})
+    for cd in curves:
+        half = 0.5 * cd["clean_return"]
+        collapse = next((e for e, r in zip(cd["eps"], cd["attack_return"], strict=True) if r <= half), None)
+        summary.append({"norm": cd["norm"], "collapse_eps": collapse, "eps": cd["eps"][-1],
+                        "attack": cd["attack_return"][-1], "transfer": cd["transfer_return"][-1],
+                        "noise": cd["noise_return"][-1],
+                        "attack_below_noise": cd["attack_return"][-1] < cd["noise_return"][-1],
+                        "transfer_below_noise": cd["transfer_return"][-1] < cd["noise_return"][-1]})
     # frames of one attacked episode: the first steps whose action the attack changed
     frame_eps = 0.5
     attacked = rollout(target.q, "cartpole", seeds[:1], record=True, max_steps=max_steps,
