@@ -152,7 +152,7 @@ def train(
     eps: Annotated[float | None, typer.Option(help="Training eps (default: fgsm 0.25, fgsm-rs/pgd/trades 0.3 linf, vat 2.0 l2).")] = None,
     norm: Annotated[str | None, typer.Option(help="Threat-model norm (default linf; l2 for vat).")] = None,
     alpha: Annotated[float, typer.Option(help="fgsm: weight of the clean loss, in [0, 1].")] = 0.5,
-    steps: Annotated[int, typer.Option(help="pgd/trades: inner attack steps.")] = 7,
+    steps: Annotated[int | None, typer.Option(help="pgd/trades: inner attack steps (default 7 / 10).")] = None,
     step_size: Annotated[float | None, typer.Option(help="fgsm-rs/pgd/trades: absolute step size.")] = None,
     beta: Annotated[float, typer.Option(help="trades: robustness weight.")] = 6.0,
     xi: Annotated[float, typer.Option(help="vat: power-iteration finite-difference step.")] = 1e-6,

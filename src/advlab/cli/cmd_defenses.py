@@ -23,7 +23,7 @@ from advlab.defenses import DEFENSES
 DEFAULT_EPS = {"fgsm": 0.25, "fgsm-rs": 0.3, "pgd": 0.3, "trades": 0.3, "vat": 2.0}
 
 
-def build_objective(defense: str, *, eps: float | None, alpha: float, steps: int,
+def build_objective(defense: str, *, eps: float | None, alpha: float, steps: int | None,
                     step_size: float | None, beta: float, xi: float, vat_iterations: int,
                     entropy_min: bool, norm: str | None) -> Any:
     """The validated training objective for ``--defense`` (raises ``ValueError`` on bad settings)."""
@@ -43,7 +43,7 @@ def build_objective(defense: str, *, eps: float | None, alpha: float, steps: int
         raise ValueError(f"--eps must be a finite number >= 0, got {eps}")
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"--alpha must be in [0, 1] (weight of the clean loss), got {alpha}")
-    if steps < 1:
+    if steps is not None and steps < 1:
         raise ValueError(f"--steps must be >= 1, got {steps}")
     if step_size is not None and step_size < 0:
         raise ValueError(f"--step-size must be >= 0, got {step_size}")
@@ -58,9 +58,10 @@ def build_objective(defense: str, *, eps: float | None, alpha: float, steps: int
     elif key == "fgsm-rs":
         obj = FastFGSMTraining(eps=e, step_size=step_size, norm=norm or "linf")
     elif key == "pgd":
-        obj = PGDTraining(eps=e, steps=steps, step_size=step_size, norm=norm or "linf")
+        obj = PGDTraining(eps=e, steps=steps or 7, step_size=step_size, norm=norm or "linf")
     elif key == "trades":
-        obj = TRADES(eps=e, beta=beta, steps=steps, step_size=step_size, norm=norm or "linf")
+        obj = TRADES(eps=e, beta=beta, steps=steps or 10, step_size=step_size,
+                     norm=norm or "linf")
     else:
         obj = VAT(eps=e, xi=xi, iterations=vat_iterations, entropy_min=entropy_min,
                   norm=norm or "l2")
