@@ -247,7 +247,7 @@ def test_linear_regressor_is_maximised_at_the_box_corner():
     w = res.regressor[0].weight.detach()[0]
     best = res.optima[res.best]
     assert torch.equal(best, 5.0 * w.sign())
-    assert math.isclose(res.best_predicted, float(res.regressor(best[None])), rel_tol=1e-6)
+    assert math.isclose(res.best_predicted, float(res.regressor(best[None]).detach()), rel_tol=1e-6)
 
 
 def test_optimising_a_learned_model_overshoots_the_true_function():
