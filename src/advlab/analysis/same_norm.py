@@ -125,7 +125,8 @@ def same_norm_perturbations(
         neighbour_class: recorded class of ``pool`` (informational).
         bounds: valid input box; every perturbed input is clipped into it (the random and
             adversarial steps are rescaled by bisection so the clipped change keeps the
-            radius).
+            radius). Erasing scales ``x`` towards 0; if the radius exceeds ``||x||`` it
+            erases everything and its norm is ``||x||``.
         generator: for the random direction.
 
     Returns:

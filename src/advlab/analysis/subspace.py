@@ -10,6 +10,7 @@ model: adversarial examples span a subspace, which is why they transfer.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -77,7 +78,8 @@ class SubspaceResult:
 
     Attributes:
         eps: L2 length of every perturbation; ks: the numbers of directions tried.
-        n: examples analysed (those the model classifies correctly).
+        n: examples analysed (those the model, and the transfer model if any, classify
+            correctly).
         counts: adversarial directions among the ``k`` for every ``k`` ``(n, len(ks))``;
             ``-1`` where skipped (larger ``k`` after a ``k`` with none).
         n_adversarial: per example, the largest count over ``k``.
@@ -158,11 +160,12 @@ def adversarial_subspace(
         raise ValueError(f"eps must be > 0, got {eps}")
     if labels.shape != (x.shape[0],):
         raise ValueError("labels must have shape (N,)")
-    with eval_mode(model, "analysis"):
+    other_mode = (eval_mode(transfer_model, "analysis") if transfer_model is not None
+                  else contextlib.nullcontext())
+    with eval_mode(model, "analysis"), other_mode:
         ok = logits_of(model, x, batch_size).argmax(1) == labels
         if transfer_model is not None:
-            with eval_mode(transfer_model, "analysis"):
-                ok &= logits_of(transfer_model, x, batch_size).argmax(1) == labels
+            ok &= logits_of(transfer_model, x, batch_size).argmax(1) == labels
         xs, ys = x[ok], labels[ok]
         _, grads = input_gradient(model, xs, lambda z: F.cross_entropy(z, ys, reduction="none"))
         n = xs.shape[0]
@@ -190,9 +193,8 @@ def adversarial_subspace(
                     best_pts = pts[wrong]
                 if c == 0:
                     break
-            if trans is not None and best_pts is not None:
-                with eval_mode(transfer_model, "analysis"):  # type: ignore[arg-type]
-                    tw = logits_of(transfer_model, best_pts, batch_size).argmax(1) != ys[i]  # type: ignore[arg-type]
+            if trans is not None and transfer_model is not None and best_pts is not None:
+                tw = logits_of(transfer_model, best_pts, batch_size).argmax(1) != ys[i]
                 trans[i] = int(tw.sum())
     return SubspaceResult(eps=float(eps), ks=ks, n=int(n), counts=counts, n_adversarial=best,
                           best_k=best_k, n_transfer=trans)
