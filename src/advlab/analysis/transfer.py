@@ -316,6 +316,10 @@ def ensemble_transfer(members: Mapping[str, nn.Module], held_out: Source, x: tor
         Liu, Chen, Liu & Song, "Delving into Transferable Adversarial Examples and
         Black-box Attacks", ICLR 2017 (arXiv:1611.02770).
     """
+    if not members:
+        raise ValueError("give at least one ensemble member")
+    if "ensemble" in members or held_out_name in members:
+        raise ValueError(f"member names must differ from 'ensemble' and from held_out_name={held_out_name!r}")
     ens = EnsembleModel(list(members.values()), combine=combine).eval()
     sources: dict[str, Any] = {"ensemble": ens, **members}
     m = transfer_matrix(sources, {held_out_name: held_out}, x, y, threat, attack, generator, batch_size)
