@@ -33,7 +33,8 @@ def linear_weights(model: nn.Module) -> torch.Tensor:
         return model.weight[None].clone()
     if isinstance(model, SoftmaxRegression):
         w = model.linear.weight.detach().reshape(-1, *model.in_shape)
-        return w / model.normalize.std.reshape(1, -1, 1, 1)
+        std: torch.Tensor = model.normalize.std  # type: ignore[assignment]
+        return w / std.reshape(1, -1, 1, 1)
     raise TypeError(f"linear_weights needs a SoftmaxRegression or LogisticRegression, "
                     f"got {type(model).__name__}")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import matplotlib
 
@@ -29,7 +30,7 @@ __all__ = ["cross_sections_figure", "decision_maps_figure", "same_norm_figure",
            "fgsm_rows_figure", "noise_figure", "subspace_figure", "generative_figure",
            "model_based_figure"]
 
-_COLORS = plt.get_cmap("tab10").colors
+_COLORS = plt.get_cmap("tab10").colors  # type: ignore[attr-defined]
 
 
 def _img(t: torch.Tensor) -> np.ndarray:
@@ -248,7 +249,7 @@ def subspace_figure(res: SubspaceResult, title: str = "") -> Figure:
     """Histogram of adversarial (and transferring) orthogonal directions per example."""
     fig, ax = plt.subplots(figsize=(5.2, 3.2))
     top = max(1, int(res.n_adversarial.max()) if res.n else 1)
-    bins = np.arange(0, top + 2) - 0.5 if top < 40 else 30
+    bins: Any = np.arange(0, top + 2) - 0.5 if top < 40 else 30
     ax.hist(res.n_adversarial.numpy(), bins=bins, alpha=0.7, label="adversarial directions")
     if res.n_transfer is not None:
         ax.hist(res.n_transfer.numpy(), bins=bins, alpha=0.6, label="of which transfer")

@@ -11,7 +11,7 @@ from torch import nn
 
 from advlab import analysis as an
 from advlab.evaluation import predict
-from advlab.models import confidence
+from advlab.models import LogisticRegression, confidence
 from advlab.reporting import figures_analysis as fa
 from advlab.reporting.figures import figure_to_data_uri
 from advlab.reporting.html import Section
@@ -92,7 +92,8 @@ def _f(v: Any) -> Any:
 
 def _sigmoid_cnn(ctx: LectureContext) -> nn.Module:
     m = ctx.model("analysis_cnn_sigmoid")
-    m.output_kind = "logodds"  # trained with per-class sigmoid outputs: its logits are log-odds
+    # trained with per-class sigmoid outputs: its logits are log-odds
+    object.__setattr__(m, "output_kind", "logodds")
     return m
 
 
@@ -176,7 +177,7 @@ def run_same_norm(ctx: LectureContext, source: int = 3, other: int = 7) -> Secti
     res = an.same_norm_perturbations(cnn, x[i], source, pool, neighbour_class=other,
                                      generator=ctx.generator())
     classes = ctx.test.classes
-    rows = [dict(r, prediction=classes[int(r["prediction"])]) for r in res.rows()]
+    rows = [dict(r, prediction=classes[int(res.predictions[j])]) for j, r in enumerate(res.rows())]
     eps_equiv = 0.3 * float(torch.tensor(float(x[i].numel())).sqrt())
     return Section("same_norm", "", data=_f({
         "label": classes[source], "other": classes[other], "radius": res.radius, "rows": rows,
@@ -196,6 +197,7 @@ def same_norm_section(ctx: LectureContext) -> Section:
 def run_linear_models(ctx: LectureContext, eps: float = 0.25) -> Section:
     """Logistic regression on 3s vs 7s under x +- eps sign(w); universal sign perturbations."""
     lg = ctx.model("analysis_logistic37")
+    assert isinstance(lg, LogisticRegression)
     test = ctx.test.subset(classes=[3, 7], relabel=True)
     x, y = test.tensors()
     res = an.logistic_sign_attack(lg, x, y, eps)
