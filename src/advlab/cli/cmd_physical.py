@@ -53,7 +53,7 @@ def transforms_cmd() -> None:
 def destruction_cmd(
     checkpoint: Annotated[str, typer.Option("--model", help="advlab checkpoint directory or file.py:function.")],
     dataset: Annotated[str, typer.Option(help="mnist, fashion-mnist, cifar10 or digits.")] = "mnist",
-    n: Annotated[int, typer.Option(help="Number of test images.")] = 200,
+    n: Annotated[int, typer.Option(help="Number of test images.")] = 100,
     attacks: Annotated[str, typer.Option(help="Comma-separated: fgsm, bim, illc, eot.")] = "fgsm,bim,illc,eot",
     eps: Annotated[str, typer.Option(help="Comma-separated Linf budgets on the [0, 1] scale.")] = "0.1,0.2,0.3",
     transforms: Annotated[str, typer.Option(help="Comma-separated transform names (see `advlab physical transforms`) or 'all'.")] = "all",
