@@ -142,7 +142,7 @@ def cross_sections_section(ctx: LectureContext) -> Section:
 def run_decision_maps(ctx: LectureContext, n: int | None = None, resolution: int | None = None,
                       eps: float = 0.3) -> Section:
     """Warde-Farley & Goodfellow maps for the CNN: adversarial x random, adv x adv, random x random."""
-    n = n or (16 if ctx.quick else 25)
+    n = n or (9 if ctx.quick else 25)
     resolution = resolution or (11 if ctx.quick else 13)
     cnn = ctx.model("cnn")
     x, y = ctx.eval_data(max(200, 4 * n))
