@@ -98,3 +98,27 @@ def test_sigmoid_objective_is_per_class_binary_cross_entropy():
     recipe = MODEL_RECIPES["analysis_cnn_sigmoid"]
     assert recipe["objective"] is SigmoidObjective and recipe["model"] == "cnn"
     assert MODEL_RECIPES["analysis_logistic37"]["classes"] == [3, 7]
+
+
+def test_analyze_model_option_replaces_the_lecture_cnn(tmp_path: Path):
+    import torch
+    from typer.testing import CliRunner
+
+    from advlab.checkpoint import save_model
+    from advlab.cli.app import app
+    from advlab.models import create_model
+
+    torch.manual_seed(0)
+    net = create_model("cnn", in_shape=(1, 8, 8), channels=(2, 3), fc=5)
+    save_model(tmp_path / "ckpt", net)
+    out = tmp_path / "o"
+    res = CliRunner().invoke(app, ["analyze", "cross-section", "--dataset", "digits", "--quick",
+                                   "--model", str(tmp_path / "ckpt"), "--out", str(out),
+                                   "--cache-dir", str(tmp_path / "c")])
+    assert res.exit_code == 0, res.output
+    d = json.loads((out / "cross-section.json").read_text())
+    assert d["model"] == str(tmp_path / "ckpt")
+    cnn_rows = [r for r in d["data"]["rows"] if r["path"].startswith("CNN")]
+    # the given network's units: ReLU 2*8*8 + 3*4*4 + 5, max-pool windows 2*4*4 + 3*2*2
+    assert [r["units"] for r in cnn_rows] == [225, 225]
+    assert not any(p.name.startswith("digits-cnn-") for p in (tmp_path / "c" / "models").iterdir())
