@@ -80,9 +80,9 @@ def _confident_index(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
 
 
 def _f(v: Any) -> Any:
-    """Floats rounded for JSON/templates."""
+    """Floats rounded for JSON/templates (NaN becomes None, i.e. JSON null)."""
     if isinstance(v, float):
-        return round(v, 5)
+        return None if v != v else round(v, 5)
     if isinstance(v, dict):
         return {k: _f(x) for k, x in v.items()}
     if isinstance(v, (list, tuple)):
