@@ -506,6 +506,13 @@ def main() -> None:
     from advlab.data import DatasetError
 
     logging.basicConfig(level=os.environ.get("ADVLAB_LOGLEVEL", "WARNING"))
+    threads = os.environ.get("ADVLAB_THREADS")
+    if threads:  # on a busy machine one thread per process avoids oversubscription
+        try:
+            torch.set_num_threads(max(1, int(threads)))
+        except ValueError:
+            typer.echo(f"error: ADVLAB_THREADS must be an integer, got {threads!r}", err=True)
+            sys.exit(2)
     warnings.simplefilter("default")
     try:
         app()
