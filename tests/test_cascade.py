@@ -85,12 +85,18 @@ class Liar(Attack):
                             threat.strategy.distance(xa, x), one, one)
 
 
-def test_final_check_rejects_false_claims(trained_softmax, data):  # type: ignore[no-untyped-def]
+def test_final_check_rejects_false_claims(trained_softmax, data, tmp_path):  # type: ignore[no-untyped-def]
     x, y = data
     threat = ThreatModel("linf", 0.02)
-    out = cascade(trained_softmax, x, y, [("liar", Liar(outside=True))], threat, batch_size=30)
+    state = tmp_path / "liar.state"
+    out = cascade(trained_softmax, x, y, [("liar", Liar(outside=True))], threat, batch_size=30,
+                  state_path=state)
     assert out.robust_acc == pytest.approx(out.clean_acc)
     assert "outside_threat_model" in [w.code for w in out.warnings]
+    # the warning survives a resume from the finished state file
+    again = cascade(trained_softmax, x, y, [("liar", Liar(outside=True))], threat,
+                    batch_size=30, state_path=state)
+    assert again.resumed and "outside_threat_model" in [w.code for w in again.warnings]
     same = cascade(trained_softmax, x, y, [("liar", Liar(outside=False))], threat, batch_size=30)
     assert same.robust_acc == pytest.approx(same.clean_acc)
     assert "not_reproducible" in [w.code for w in same.warnings]

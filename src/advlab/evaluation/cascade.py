@@ -194,6 +194,7 @@ class _State:
         self.todo: dict[int, torch.Tensor] = {}
         self.logs = [StageLog(name, a.settings()) for name, a in stages]
         self.clean_done = False
+        self.warnings: list[CheckWarning] = []  # raised while attacking (kept across resumes)
 
     def save(self, path: Path, fingerprint: str) -> None:
         from safetensors.torch import save
@@ -204,7 +205,8 @@ class _State:
         for s, t in self.todo.items():
             tensors[f"todo_{s}"] = t.contiguous()
         meta = {"fingerprint": fingerprint, "clean_done": json.dumps(self.clean_done),
-                "logs": json.dumps([asdict(lg) for lg in self.logs])}
+                "logs": json.dumps([asdict(lg) for lg in self.logs]),
+                "warnings": json.dumps([w.to_dict() for w in self.warnings])}
         atomic_write_bytes(path, save(tensors, metadata=meta))
 
     def load(self, path: Path, fingerprint: str) -> bool:
@@ -231,6 +233,7 @@ class _State:
         self.todo = {int(k.split("_")[1]): v for k, v in tensors.items() if k.startswith("todo_")}
         self.clean_done = json.loads(meta["clean_done"])
         self.logs = [StageLog(**d) for d in json.loads(meta["logs"])]
+        self.warnings = [CheckWarning(**d) for d in json.loads(meta.get("warnings", "[]"))]
         return True
 
 
@@ -348,7 +351,8 @@ def cascade(
                 inside = threat.contains(res.x_adv, xi)
                 ok = res.success & inside
                 if attack.bounded and bool((res.success & ~inside).any()):
-                    warnings_ += check_threat(threat, res.x_adv[res.success], xi[res.success])
+                    state.warnings += check_threat(threat, res.x_adv[res.success],
+                                                   xi[res.success])
                 broke = idx[ok.cpu()]
                 state.robust[broke] = False
                 state.broken_by[broke] = s
@@ -365,6 +369,7 @@ def cascade(
             lg.robust_acc = int(state.robust.sum()) / max(1, n)
             save()
 
+        warnings_ += state.warnings
         # final check: every kept perturbation is allowed and still misclassified
         broken = (state.broken_by >= 0).nonzero().squeeze(1)
         if broken.numel():
