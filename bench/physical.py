@@ -88,7 +88,7 @@ def rl_part(args: argparse.Namespace) -> dict[str, Any]:
     seeds = list(range(1_000, 1_000 + args.episodes))
     t0 = time.perf_counter()
     curves = []
-    for norm in ("linf", "l2", "l1"):
+    for norm in args.norms.split(","):
         c = return_vs_eps(target.q, "cartpole", seeds, eps, norm=norm, scale=target.obs_scale,
                           source=source.q, generator=torch.Generator().manual_seed(args.seed))
         curves.append(c.to_dict())
@@ -117,6 +117,7 @@ def main() -> None:
     p.add_argument("--samples", type=int, default=8)
     p.add_argument("--episodes", type=int, default=10)
     p.add_argument("--rl-eps", default="0,0.05,0.1,0.2,0.5,1")
+    p.add_argument("--norms", default="linf,l2,l1", help="norms of the RL part")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-dir", default=os.environ.get("ADVLAB_DATA", "/work/shared/data"))
     p.add_argument("--cache-dir", default=os.environ.get("ADVLAB_CACHE", "~/.cache/advlab"))
