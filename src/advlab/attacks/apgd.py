@@ -227,7 +227,7 @@ class APGD(Attack):
             if it in checkpoints:
                 h = history[last_cp:it + 1]
                 increases = (h[1:] > h[:-1]).sum(0)
-                cond1 = increases.to(x.dtype) < self.rho * (it - last_cp)
+                cond1 = increases.to(x.dtype) <= self.rho * (it - last_cp)  # as AutoAttack
                 cond2 = ~reduced_last_check & (obj_last_check >= obj_max)
                 halve = cond1 | cond2
                 reduced_last_check = halve
@@ -288,11 +288,35 @@ class APGD(Attack):
         return self._result(x, threat, acc, {"checkpoints": apgd_checkpoints(self.steps)})
 
 
+class _TargetedDLR(TargetedMisclassification):
+    """Targeted DLR of Croce & Hein (2020): ``-(z_y - z_t) / (z_pi1 - (z_pi3 + z_pi4) / 2)``.
+
+    Unlike :func:`advlab.losses.dlr` (which knows only the target) it uses the true
+    label ``y`` in the numerator, as the paper and AutoAttack do.
+    """
+
+    def __init__(self, targets: torch.Tensor, labels: torch.Tensor) -> None:
+        super().__init__(targets)
+        self.labels = labels
+
+    def __getitem__(self, idx: torch.Tensor | slice) -> _TargetedDLR:
+        return _TargetedDLR(self.classes[idx], self.labels[idx])
+
+    def loss(self, logits: torch.Tensor, kind: str = "dlr") -> torch.Tensor:
+        if kind != "dlr" or logits.shape[1] < 4:
+            return super().loss(logits, kind)
+        srt, _ = logits.sort(dim=1, descending=True)
+        z_y = logits.gather(1, self.labels[:, None]).squeeze(1)
+        z_t = logits.gather(1, self.classes[:, None]).squeeze(1)
+        return -(z_y - z_t) / (srt[:, 0] - 0.5 * (srt[:, 2] + srt[:, 3]) + 1e-12)
+
+
 class APGDT(APGD):
     """Targeted APGD over the top-``n_target_classes`` classes (Croce & Hein 2020).
 
-    For an untargeted criterion, runs targeted APGD (DLR-targeted loss by default)
-    towards the class with the 2nd, 3rd, ... highest clean logit, each run only on
+    For an untargeted criterion, runs targeted APGD (the paper's targeted DLR loss
+    ``-(z_y - z_t) / (z_pi1 - (z_pi3 + z_pi4) / 2)`` by default) towards the class
+    with the 2nd, 3rd, ... highest clean logit, each run only on
     samples not broken by the previous ones; success is the untargeted criterion.
     For a targeted criterion it is plain APGD towards the given targets.
 
@@ -356,7 +380,7 @@ class APGDT(APGD):
                        else (~acc.success).nonzero().squeeze(1))
                 if idx.numel() == 0:
                     break
-                tcrit = TargetedMisclassification(others[idx, t])
+                tcrit = _TargetedDLR(others[idx, t], labels[idx])
                 out = self._single(model, x[idx], tcrit, criterion[idx], threat, generator,
                                    self.random_init or r > 0, "dlr")
                 acc = self._merge(acc, out, idx)
