@@ -88,7 +88,7 @@ def fgsm_rs(args: argparse.Namespace) -> dict[str, Any]:
     arch_extra = json.loads(args.settings)
     cfg = ScheduledTrainConfig(epochs=args.epochs, batch_size=100, lr=args.lr, seed=0,
                                lr_schedule="cyclic")
-    obj = FastFGSMTraining(eps=0.3, step_size=0.375)
+    obj = FastFGSMTraining(eps=0.3, step_size=args.step_size)
     curves = CurveConfig(eps=0.3, pgd_steps=10, n=args.curve_n, seed=0)
     model, res = _train(f"fgsm-rs-{args.tag}", args.model, arch_extra, train, test, cfg, obj,
                         curves, args.cache, args.resume)
@@ -187,7 +187,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--cascade", default="apgd-ce",
                    help="cascade stages after PGD (e.g. apgd-ce, fast); '' to skip")
     p.add_argument("--curve-n", type=int, default=500)
-    p.add_argument("--eps", type=float, default=2.0)
+    p.add_argument("--eps", type=float, default=2.0, help="vat: L2 eps")
+    p.add_argument("--step-size", type=float, default=0.375, help="fgsm-rs: FGSM step (1.25 eps)")
     p.add_argument("--ubs", type=int, default=250)
     p.add_argument("--entropy", action="store_true")
     p.add_argument("--threads", type=int, default=1,
