@@ -115,31 +115,49 @@ class PGD(Attack):
         passes = torch.zeros(n, dtype=torch.long, device=x.device)
         forwards = torch.zeros(n, dtype=torch.long, device=x.device)
 
-        def record(idx: torch.Tensor, xa: torch.Tensor, logits: torch.Tensor,
-                   crit: Criterion) -> torch.Tensor:
+        def record(idx: torch.Tensor | None, xa: torch.Tensor, logits: torch.Tensor,
+                   crit: Criterion, obj: torch.Tensor | None = None) -> torch.Tensor:
+            """Keep the better of the stored and the current iterate per sample.
+
+            ``idx is None`` means every sample is active in original order: then the
+            update is done in place with masks instead of gathers and scatters.
+            """
             nonlocal best_logits
             succ = crit.is_success(logits)
-            obj = crit.loss(logits, self.loss).detach()
-            b_succ, b_obj = best_succ[idx], best_obj[idx]
-            better = (succ & ~b_succ) | ((succ == b_succ) & (obj > b_obj))
+            if obj is None:
+                obj = crit.loss(logits, self.loss)
             if best_logits is None:
                 best_logits = logits.new_full((n, logits.shape[1]), float("nan"))
+            if idx is None:
+                better = (succ & ~best_succ) | ((succ == best_succ) & (obj > best_obj))
+                m = better.view(-1, *([1] * (x.ndim - 1)))
+                best_x.copy_(torch.where(m, xa, best_x))
+                best_logits.copy_(torch.where(better[:, None], logits, best_logits))
+                best_succ.logical_or_(succ & better)
+                best_obj.copy_(torch.where(better, obj, best_obj))
+                return succ
+            b_succ, b_obj = best_succ[idx], best_obj[idx]
+            better = (succ & ~b_succ) | ((succ == b_succ) & (obj > b_obj))
             upd = idx[better]
             best_x[upd] = xa[better]
             best_succ[upd] = succ[better]
             best_obj[upd] = obj[better]
-            best_logits[upd] = logits[better].detach()
+            best_logits[upd] = logits[better]
             return succ
 
         for restart in range(self.restarts):
             if restart == 0:
                 idx = torch.arange(n, device=x.device)
+                all_active = True  # idx == arange(n): cheap in-place bookkeeping
+                x0 = x
+                crit = criterion
             else:
                 idx = (~best_succ).nonzero().squeeze(1)
                 if idx.numel() == 0:
                     break
-            x0 = x[idx]
-            crit = criterion[idx]
+                all_active = False
+                x0 = x[idx]
+                crit = criterion[idx]
             start_random = (self.random_init or restart > 0) and eps > 0
             if start_random:
                 delta = norm.random_init(x0.shape, eps, generator=generator,
@@ -147,30 +165,43 @@ class PGD(Attack):
                 xa = torch.clamp(x0 + delta, lo, hi)
             else:
                 xa = x0.clone()
+            active_passes = 0  # passes spent by every sample of the current active set
             for t in range(self.steps):
                 xg = xa.detach().requires_grad_(True)
                 with torch.enable_grad():
                     logits = model(xg)
                     obj = crit.loss(logits, self.loss)
                     (grad,) = torch.autograd.grad(obj.sum(), xg)
-                logits = logits.detach()
-                passes[idx] += 1
-                if t > 0 or start_random:  # the clean input itself is not a candidate
-                    succ = record(idx, xa, logits, crit)
-                    if self.early_stop and bool(succ.any()):
-                        keep = ~succ
-                        idx, xa, x0, grad = idx[keep], xa[keep], x0[keep], grad[keep]
-                        crit = crit[keep]
-                        if idx.numel() == 0:
-                            break
+                logits, obj = logits.detach(), obj.detach()
+                active_passes += 1
+                if t > 0 or start_random:  # the clean input itself is not a candidate ...
+                    succ = record(None if all_active else idx, xa, logits, crit, obj)
+                elif self.early_stop:  # ... unless it is already a success (early stop only)
+                    succ = crit.is_success(logits)
+                    if bool(succ.any()):
+                        hit = succ.nonzero().squeeze(1)
+                        record(idx[hit], xa[hit], logits[hit], crit[hit], obj[hit])
+                else:
+                    succ = None
+                if self.early_stop and succ is not None and bool(succ.any()):
+                    passes[idx] += active_passes
+                    active_passes = 0
+                    keep = ~succ
+                    idx, xa, x0, grad = idx[keep], xa[keep], x0[keep], grad[keep]
+                    crit = crit[keep]
+                    all_active = False
+                    if idx.numel() == 0:
+                        break
                 with torch.no_grad():
                     xa = xa + alpha * norm.normalize_grad(grad)
                     xa = torch.clamp(x0 + norm.project(xa - x0, eps), lo, hi)
+            if active_passes:
+                passes[idx] += active_passes
             if idx.numel():
                 with torch.no_grad():
                     logits = model(xa)
                 forwards[idx] += 1
-                record(idx, xa, logits, crit)
+                record(None if all_active else idx, xa, logits, crit)
 
         assert best_logits is not None or n == 0
         if best_logits is None:
