@@ -187,3 +187,38 @@ def test_sharded_counts_are_exact_with_two_gloo_processes(tmp_path: Path, data):
     assert got["counts"][1:] == [single.clean_acc, single.robust_acc] + [
         (s.attacked, s.broken) for s in single.stages]
     assert torch.equal(got["robust_correct"], single.robust_correct)
+
+
+MODEL_PY = '''
+import torch
+from torch import nn
+
+
+def model():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 10)).eval()
+'''
+
+
+def test_cli_eval_attacks_writes_json_and_resumes(tmp_path, cli_env):  # type: ignore[no-untyped-def]
+    import json
+    import subprocess
+    import sys
+
+    (tmp_path / "m.py").write_text(MODEL_PY)
+    out, state = tmp_path / "out.json", tmp_path / "eval.state"
+    cmd = [sys.executable, "-m", "advlab", "eval", f"{tmp_path / 'm.py'}:model", "--dataset",
+           "digits", "--limit", "30", "--attacks", "fgsm,apgd-ce", "--eps", "0.1",
+           "--batch-size", "10", "--state", str(state), "--per-sample", "--out", str(out)]
+    first = subprocess.run(cmd, env=cli_env, capture_output=True, text=True, timeout=120)
+    assert first.returncode == 0, first.stderr
+    d1 = json.loads(out.read_text())
+    assert [s["name"] for s in d1["stages"]] == ["fgsm", "apgd-ce"] and not d1["resumed"]
+    assert d1["robust_acc"] <= d1["stages"][0]["robust_acc"] <= d1["clean_acc"]
+    second = subprocess.run(cmd, env=cli_env, capture_output=True, text=True, timeout=120)
+    assert second.returncode == 0, second.stderr
+    d2 = json.loads(out.read_text())
+    assert d2["resumed"] and d2["robust_correct"] == d1["robust_correct"]
+    bad = subprocess.run(cmd[:-2] + ["--attacks", "fgsm,nope"], env=cli_env, capture_output=True,
+                         text=True, timeout=120)
+    assert bad.returncode == 2 and "unknown cascade attack" in bad.stderr
