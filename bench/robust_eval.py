@@ -160,12 +160,13 @@ def run_cascades(name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     except ImportError as e:
         print(f"[{name}] pyautoattack skipped: {e}")
         return rows
-    aa = AutoAttack(model, norm="Linf", eps=args.eps, version="standard", verbose=True,
-                    device="cpu", seed=0)
+    aa = AutoAttack(model, norm="Linf", eps=args.eps, version="standard", device="cpu", seed=0)
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        x_adv = aa.run_standard_evaluation(x, y, bs=args.batch_size)
+        x_adv = aa.run_standard_evaluation(x, y, batch_size=args.batch_size)
+    if isinstance(x_adv, tuple):  # pyautoattack 0.2 returns (x_adv, y_adv)
+        x_adv = x_adv[0]
     sec = time.perf_counter() - t0
     acc, ok = robust_acc(model, x_adv, x, y, args.eps, args.batch_size)
     rows.append({"model": name, "method": "pyautoattack standard", "robust_acc": acc,
