@@ -53,6 +53,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--n-cw", type=int, default=None, help="images for the CW part (default --n)")
     p.add_argument("--batch-size", type=int, default=500)
     p.add_argument("--eps", type=float, default=0.3)
+    p.add_argument("--clean-eps", default="0.3,0.1",
+                   help="budgets for the undefended CNN (0.3 breaks it completely; 0.1 leaves "
+                        "about half robust, where the cost per robust point shows)")
     p.add_argument("--presets", default="standard,fast", help="advlab cascades to run")
     p.add_argument("--models", default="clean,at", help="clean and/or at")
     p.add_argument("--skip", default="", help="comma-separated: autoattack,cw,torchattacks,art")
@@ -134,23 +137,24 @@ def robust_acc(model: nn.Module, x_adv: torch.Tensor, x: torch.Tensor, y: torch.
 
 
 def run_cascades(name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-                 args: argparse.Namespace) -> list[dict[str, Any]]:
+                 args: argparse.Namespace, eps: float) -> list[dict[str, Any]]:
     from advlab.evaluation.cascade import cascade
     from advlab.threat import ThreatModel
 
     rows = []
-    threat = ThreatModel("linf", args.eps)
+    threat = ThreatModel("linf", eps)
     for preset in [p.strip() for p in args.presets.split(",") if p.strip()]:
         t0 = time.perf_counter()
         r = cascade(model, x, y, preset, threat, seed=0, batch_size=args.batch_size)
         sec = time.perf_counter() - t0
-        rows.append({"model": name, "method": f"advlab cascade {preset}", "clean_acc": r.clean_acc,
+        rows.append({"model": name, "eps": eps, "method": f"advlab cascade {preset}",
+                     "clean_acc": r.clean_acc,
                      "robust_acc": r.robust_acc, "seconds": sec, "passes": r.passes,
                      "forwards": r.forwards,
                      "stages": [{"name": s.name, "robust_acc": s.robust_acc, "seconds": s.seconds,
                                  "attacked": s.attacked, "broken": s.broken} for s in r.stages],
                      "warnings": [w.code for w in r.warnings]})
-        print(f"[{name}] advlab {preset}: robust {r.robust_acc:.4f} in {sec:.1f}s "
+        print(f"[{name} eps {eps}] advlab {preset}: robust {r.robust_acc:.4f} in {sec:.1f}s "
               f"(stages {[(s.name, round(s.robust_acc, 4)) for s in r.stages]}, "
               f"warnings {[w.code for w in r.warnings]})", flush=True)
     if "autoattack" in args.skip:
@@ -160,7 +164,7 @@ def run_cascades(name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     except ImportError as e:
         print(f"[{name}] pyautoattack skipped: {e}")
         return rows
-    aa = AutoAttack(model, norm="Linf", eps=args.eps, version="standard", device="cpu", seed=0)
+    aa = AutoAttack(model, norm="Linf", eps=eps, version="standard", device="cpu", seed=0)
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -168,10 +172,10 @@ def run_cascades(name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     if isinstance(x_adv, tuple):  # pyautoattack 0.2 returns (x_adv, y_adv)
         x_adv = x_adv[0]
     sec = time.perf_counter() - t0
-    acc, ok = robust_acc(model, x_adv, x, y, args.eps, args.batch_size)
-    rows.append({"model": name, "method": "pyautoattack standard", "robust_acc": acc,
+    acc, ok = robust_acc(model, x_adv, x, y, eps, args.batch_size)
+    rows.append({"model": name, "eps": eps, "method": "pyautoattack standard", "robust_acc": acc,
                  "seconds": sec, "threat_ok": ok})
-    print(f"[{name}] AutoAttack standard: robust {acc:.4f} in {sec:.1f}s", flush=True)
+    print(f"[{name} eps {eps}] AutoAttack standard: robust {acc:.4f} in {sec:.1f}s", flush=True)
     return rows
 
 
@@ -259,7 +263,10 @@ def main(argv: list[str] | None = None) -> None:
     }
     for name in args.models:
         model = models[name][0].eval()
-        out["cascade"] += run_cascades(name, model, x, y, args)
+        budgets = ([float(e) for e in args.clean_eps.split(",") if e.strip()] if name == "clean"
+                   else [args.eps])
+        for eps in budgets:
+            out["cascade"] += run_cascades(name, model, x, y, args, eps)
     if args.n_cw and "cw" not in args.skip:
         out["cw"] = run_cw(models["clean"][0].eval(), x_all[:args.n_cw], y_all[:args.n_cw], args)
     args.out.parent.mkdir(parents=True, exist_ok=True)
