@@ -428,7 +428,7 @@ def cascade(
         threat=threat.to_dict(),
         stages=logs,
         warnings=warnings_,
-        seconds=time.perf_counter() - t_start + (0.0 if not resumed else 0.0),
+        seconds=time.perf_counter() - t_start,  # this run; stage seconds add up over resumes
         passes=sum(lg.passes for lg in logs),
         forwards=sum(lg.forwards for lg in logs),
         seed=seed,
