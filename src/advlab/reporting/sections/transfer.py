@@ -30,12 +30,19 @@ from advlab.models.sklearn import SklearnClassifier, TorchClassifier, create_skl
 from advlab.reporting import figures
 from advlab.reporting import figures_transfer as tfig
 from advlab.reporting.html import Section
-from advlab.reporting.lecture import LectureContext, section
+from advlab.reporting.lecture import MODEL_RECIPES, LectureContext, section
 from advlab.threat import ThreatModel
 
 log = logging.getLogger(__name__)
 
 EPS = 0.3
+
+#: a small CNN (a different architecture from the lecture's CNN) for the ensemble attack
+MODEL_RECIPES.setdefault("transfer_cnn_small", {
+    "model": "cnn", "settings": {"channels": [16, 32], "fc": 128},
+    "full": {"epochs": 1, "lr": 1e-3}, "quick": {"epochs": 1, "lr": 1e-3},
+    "limit": 10000, "quick_limit": 3000,
+})
 #: training examples for the scikit-learn models and each half-set MLP (full / quick)
 SK_TRAIN = {False: 5000, True: 2000}
 HALF = {False: 10000, True: 3000}
@@ -156,8 +163,9 @@ def transfer_ensemble_section(ctx: LectureContext) -> Section:
     steps = 10
     atk = PGD(steps=steps, random_init=False)
     threat = ThreatModel("linf", EPS)
+    small = ctx.model("transfer_cnn_small")
     setups = [
-        ("CNN", cnn, {"softmax": softmax, "MLP (half A)": mlp_a, "MLP (half B)": mlp_b}),
+        ("CNN", cnn, {"softmax": softmax, "MLP (half A)": mlp_a, "small CNN": small}),
         ("MLP (half B)", mlp_b, {"softmax": softmax, "MLP (half A)": mlp_a, "CNN": cnn}),
     ]
     runs, figs = [], {}
