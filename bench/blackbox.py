@@ -66,9 +66,10 @@ def run_blackbox(oracle: Any, name: str, x_seed: torch.Tensor, x_eval: torch.Ten
                            train_epochs=args.train_epochs, max_queries=args.max_queries)
 
     def cb(rnd: int, s: SubstituteAttack) -> dict[str, Any]:
-        r = s.evaluate(eval_oracle, x_eval, y_eval, threat)
+        r = s.evaluate(eval_oracle, x_eval, y_eval, threat, with_true_labels=True)
         print(f"[{name}] round {rnd}: {s.queries_} queries, train set {s.train_x_.shape[0]}, oracle "
-              f"misclassification {r['oracle_misclassification']:.2%}", file=sys.stderr)
+              f"misclassification {r['oracle_misclassification']:.2%} (crafted with true labels: "
+              f"{r['oracle_misclassification_true_labels']:.2%})", file=sys.stderr)
         return {k: v for k, v in r.items() if k != "threat"}
 
     t0 = time.perf_counter()

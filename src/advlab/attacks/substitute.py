@@ -219,21 +219,32 @@ class SubstituteAttack:
                                   batch_size=1000)
 
     def evaluate(self, oracle: Classifier | nn.Module, x: torch.Tensor, y: torch.Tensor,
-                 threat: ThreatModel, attack: Attack | None = None) -> dict[str, Any]:
+                 threat: ThreatModel, attack: Attack | None = None,
+                 with_true_labels: bool = False) -> dict[str, Any]:
         """Attack the oracle with the substitute's examples on ``(x, y)``.
+
+        The examples are crafted with the substitute's own predictions as labels (the attacker
+        needs no labels, as in the paper's FGSM); ``with_true_labels`` also crafts them with
+        ``y`` (an attacker who knows its images' classes) and reports that rate too.
 
         Returns:
             ``oracle_misclassification``: share of the adversarial examples the oracle
             misclassifies (the paper's success rate); ``transfer_rate``: the same among the
             examples the oracle classifies correctly when clean; ``oracle_clean_acc``;
-            ``eval_queries`` (oracle labels spent on this evaluation, 2 per example).
+            ``eval_queries`` (oracle labels spent on this evaluation); optionally
+            ``oracle_misclassification_true_labels``.
         """
         orc = as_classifier(oracle)
         clean = orc.predict(x)
         adv = orc.predict(self.craft(x, threat, attack=attack).x_adv)
         ok = clean == y
         wrong = adv != y
-        return {"oracle_misclassification": float(wrong.float().mean()),
-                "transfer_rate": float(wrong[ok].float().mean()) if bool(ok.any()) else math.nan,
-                "oracle_clean_acc": float(ok.float().mean()), "eval_queries": 2 * int(x.shape[0]),
-                "n_examples": int(x.shape[0]), "threat": threat.to_dict()}
+        out = {"oracle_misclassification": float(wrong.float().mean()),
+               "transfer_rate": float(wrong[ok].float().mean()) if bool(ok.any()) else math.nan,
+               "oracle_clean_acc": float(ok.float().mean()), "eval_queries": 2 * int(x.shape[0]),
+               "n_examples": int(x.shape[0]), "threat": threat.to_dict()}
+        if with_true_labels:
+            adv_t = orc.predict(self.craft(x, threat, labels=y, attack=attack).x_adv)
+            out["oracle_misclassification_true_labels"] = float((adv_t != y).float().mean())
+            out["eval_queries"] += int(x.shape[0])
+        return out

@@ -194,7 +194,7 @@ def blackbox_section(ctx: LectureContext) -> Section:
     gen = ctx.generator()
 
     def evaluate(rnd: int, s: SubstituteAttack) -> dict[str, Any]:
-        return s.evaluate(oracle, x_eval, y_eval, threat)
+        return s.evaluate(oracle, x_eval, y_eval, threat, with_true_labels=True)
 
     sub = _init(ctx.seed, lambda: create_model("mlp", in_shape=list(ctx.test.shape),
                                                num_classes=ctx.test.num_classes, hidden=(200, 200)))
