@@ -27,6 +27,7 @@ from advlab.physical import (
     destruction_experiment,
     destruction_rate,
     destruction_rate_from_predictions,
+    physical_attacks,
     print_and_photograph,
     standard_transforms,
 )
@@ -172,10 +173,22 @@ def test_print_and_photograph_preset():
     (lambda: Compose([Quantize(), "blur"]), TypeError, "Transform"),
     (lambda: print_and_photograph(3.0), ValueError, "strength"),
     (lambda: create_transform("sepia"), ValueError, "unknown transform"),
+    (lambda: physical_attacks(["fgsm", "cw"]), ValueError, "unknown attack"),
 ])
 def test_bad_parameters_are_rejected(make, err, match):  # type: ignore[no-untyped-def]
     with pytest.raises(err, match=match):
         make()
+
+
+@pytest.mark.parametrize("attack,match", [
+    (EOT(samples=0), "samples"), (EOT(steps=0), "steps"), (EOT(loss="hinge"), "loss"),
+    (EOT(transform="photo"), "Transform"), (ILLC(steps=0), "steps"),
+])
+def test_bad_attack_settings_are_rejected(attack, match):  # type: ignore[no-untyped-def]
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 3)).eval()
+    x = torch.rand(2, 1, 4, 4)
+    with pytest.raises((ValueError, TypeError), match=match):
+        attack(model, x, torch.zeros(2, dtype=torch.long), threat=ThreatModel("linf", 0.1))
 
 
 def test_bad_images_are_rejected():
