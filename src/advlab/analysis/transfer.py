@@ -88,11 +88,12 @@ class EnsembleModel(nn.Module):
         self.combine = combine
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        outs = [m(x) for m in self.members]
-        w = self.weights.to(outs[0].dtype)
+        outs = torch.stack([m(x) for m in self.members])  # (K, N, C)
+        weights: torch.Tensor = self.weights  # type: ignore[assignment]
+        w = weights.to(outs.dtype)
         if self.combine == "logits":
-            return sum(wi * o for wi, o in zip(w, outs, strict=True))  # type: ignore[return-value]
-        logp = torch.stack([F.log_softmax(o, dim=1) for o in outs])  # (K, N, C)
+            return (outs * w[:, None, None]).sum(dim=0)
+        logp = F.log_softmax(outs, dim=2)
         return torch.logsumexp(logp + w.log()[:, None, None], dim=0)
 
 

@@ -239,7 +239,7 @@ class SubstituteAttack:
         adv = orc.predict(self.craft(x, threat, attack=attack).x_adv)
         ok = clean == y
         wrong = adv != y
-        out = {"oracle_misclassification": float(wrong.float().mean()),
+        out: dict[str, Any] = {"oracle_misclassification": float(wrong.float().mean()),
                "transfer_rate": float(wrong[ok].float().mean()) if bool(ok.any()) else math.nan,
                "oracle_clean_acc": float(ok.float().mean()), "eval_queries": 2 * int(x.shape[0]),
                "n_examples": int(x.shape[0]), "threat": threat.to_dict()}

@@ -76,6 +76,7 @@ class BackgroundServer:
         self.log_level = log_level
         self.start_timeout = start_timeout
         self._thread: threading.Thread | None = None
+        self._sock: socket.socket | None = None
 
     @property
     def url(self) -> str:
@@ -102,9 +103,8 @@ class BackgroundServer:
             self._server.should_exit = True
             self._thread.join(timeout=10)
             self._thread = None
-        sock = getattr(self, "_sock", None)
-        if sock is not None:
-            sock.close()
+        if self._sock is not None:
+            self._sock.close()
             self._sock = None
 
     def __enter__(self) -> BackgroundServer:
