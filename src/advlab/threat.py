@@ -21,7 +21,7 @@ _TINY = 1e-12
 
 
 def _flat(t: torch.Tensor) -> torch.Tensor:
-    return t.reshape(t.shape[0], -1)
+    return t.flatten(1)
 
 
 def _per_sample(v: torch.Tensor | float, like: torch.Tensor) -> torch.Tensor:
@@ -233,7 +233,7 @@ class ThreatModel:
         factor = {"linf": 1.0, "l2": d ** 0.5, "l1": float(d)}[self.norm]
         atol = max(tol, 4e-7 * max(1.0, abs(lo), abs(hi)) * factor)
         dist_ok = self.strategy.distance(x_adv, x) <= self.eps * (1 + tol) + atol
-        box_ok = ((x_adv >= lo - tol) & (x_adv <= hi + tol)).reshape(x.shape[0], -1).all(dim=1)
+        box_ok = ((x_adv >= lo - tol) & (x_adv <= hi + tol)).flatten(1).all(dim=1)
         return dist_ok & box_ok
 
     def to_dict(self) -> dict[str, object]:
