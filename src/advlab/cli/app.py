@@ -16,6 +16,7 @@ from typing import Annotated, Any
 import torch
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from torch import nn
@@ -435,6 +436,24 @@ def attack_cmd(
 # ----------------------------------------------------------------------------- lecture
 
 
+def load_lecture_data(dataset: str, data_dir: Path | None, cache: Path, download: bool):  # type: ignore[no-untyped-def]
+    """Train and test sets for the report; MNIST falls back to bundled digits with a notice."""
+    from advlab.data import DatasetError, load_dataset
+
+    notices: list[str] = []
+    try:
+        train_ds = load_dataset(dataset, "train", data_dir=data_dir, download=download, cache_dir=cache)
+        test_ds = load_dataset(dataset, "test", data_dir=data_dir, download=download, cache_dir=cache)
+    except DatasetError as e:
+        if dataset.lower() != "mnist":
+            raise
+        notice = f"MNIST unavailable ({e}); falling back to scikit-learn's bundled 8x8 digits."
+        console.print(f"[yellow]notice:[/] {escape(notice)}")
+        notices.append(notice)
+        train_ds, test_ds = load_dataset("digits", "train"), load_dataset("digits", "test")
+    return train_ds, test_ds, notices
+
+
 @app.command()
 def lecture(
     out: Annotated[Path, typer.Option(help="Report directory (index.html + results.json).")] = Path("lecture-report"),
@@ -448,24 +467,12 @@ def lecture(
 ) -> None:
     """Run the lecture's experiments and write one self-contained HTML report."""
     from advlab.checkpoint import atomic_write_text
-    from advlab.data import DatasetError, load_dataset
     from advlab.reporting.html import render_report
     from advlab.reporting.lecture import LectureContext, run_sections
 
     t0 = time.perf_counter()
-    notices = []
     cache = _cache(cache_dir)
-    try:
-        train_ds = load_dataset(dataset, "train", data_dir=data_dir, download=download, cache_dir=cache)
-        test_ds = load_dataset(dataset, "test", data_dir=data_dir, download=download, cache_dir=cache)
-    except DatasetError as e:
-        if dataset.lower() != "mnist":
-            raise
-        notice = f"MNIST unavailable ({e}); falling back to scikit-learn's bundled 8x8 digits."
-        console.print(f"[yellow]notice:[/] {notice}")
-        notices.append(notice)
-        train_ds = load_dataset("digits", "train")
-        test_ds = load_dataset("digits", "test")
+    train_ds, test_ds, notices = load_lecture_data(dataset, data_dir, cache, download)
     torch.manual_seed(seed)
     ctx = LectureContext(train=train_ds, test=test_ds, quick=quick, cache_dir=cache / "models",
                          seed=seed, progress=lambda m: console.print(f"[dim]{m}[/]"))

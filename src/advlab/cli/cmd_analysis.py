@@ -22,6 +22,7 @@ from advlab.cli.app import (
     _write_json,
     app,
     console,
+    load_lecture_data,
     out_console,
 )
 
@@ -48,7 +49,6 @@ def analyze(
     Models are the lecture's recipes, trained once and cached (see `advlab lecture`).
     """
     from advlab.checkpoint import atomic_write_bytes
-    from advlab.data import DatasetError, load_dataset
     from advlab.reporting.lecture import LectureContext
     from advlab.reporting.sections.analysis import ANALYSES
 
@@ -70,17 +70,7 @@ def analyze(
         params[opt] = value
     t0 = time.perf_counter()
     cache = _cache(cache_dir)
-    notices = []
-    try:
-        train_ds = load_dataset(dataset, "train", data_dir=data_dir, download=download, cache_dir=cache)
-        test_ds = load_dataset(dataset, "test", data_dir=data_dir, download=download, cache_dir=cache)
-    except DatasetError as e:
-        if dataset.lower() != "mnist":
-            raise
-        notice = f"MNIST unavailable ({e}); falling back to scikit-learn's bundled 8x8 digits."
-        console.print(f"[yellow]notice:[/] {notice}")
-        notices.append(notice)
-        train_ds, test_ds = load_dataset("digits", "train"), load_dataset("digits", "test")
+    train_ds, test_ds, notices = load_lecture_data(dataset, data_dir, cache, download)
     torch.manual_seed(seed)
     ctx = LectureContext(train=train_ds, test=test_ds, quick=quick, cache_dir=cache / "models",
                          seed=seed, progress=lambda m: console.print(f"[dim]{m}[/]"))

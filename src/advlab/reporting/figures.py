@@ -38,14 +38,16 @@ def _img(t: torch.Tensor) -> np.ndarray:
     return a[0] if a.shape[0] == 1 else np.transpose(a, (1, 2, 0))
 
 
-def _show(ax, t: torch.Tensor, title: str, signed: bool = False) -> None:  # type: ignore[no-untyped-def]
+def _show(ax, t: torch.Tensor, title: str = "", signed: bool = False,  # type: ignore[no-untyped-def]
+          fontsize: int = 9) -> None:
+    """Draw one image (``signed``: a perturbation on a diverging map) without ticks."""
     a = _img(t)
     if signed:
         m = float(np.abs(a).max()) or 1.0
         ax.imshow(a if a.ndim == 2 else a.mean(-1), cmap="seismic", vmin=-m, vmax=m)
     else:
         ax.imshow(np.clip(a, 0, 1), cmap="gray" if a.ndim == 2 else None, vmin=0, vmax=1)
-    ax.set_title(title, fontsize=9)
+    ax.set_title(title, fontsize=fontsize)
     ax.set_xticks([])
     ax.set_yticks([])
 

@@ -30,24 +30,13 @@ __all__ = ["cross_sections_figure", "decision_maps_figure", "same_norm_figure",
            "fgsm_rows_figure", "noise_figure", "subspace_figure", "generative_figure",
            "model_based_figure"]
 
+from advlab.reporting.figures import _show as _show_image  # noqa: E402
+
 _COLORS = plt.get_cmap("tab10").colors  # type: ignore[attr-defined]
 
 
-def _img(t: torch.Tensor) -> np.ndarray:
-    a = t.detach().cpu().float().numpy()
-    return a[0] if a.shape[0] == 1 else np.transpose(a, (1, 2, 0))
-
-
 def _show(ax, t: torch.Tensor, title: str = "", signed: bool = False) -> None:  # type: ignore[no-untyped-def]
-    a = _img(t)
-    if signed:
-        m = float(np.abs(a).max()) or 1.0
-        ax.imshow(a if a.ndim == 2 else a.mean(-1), cmap="seismic", vmin=-m, vmax=m)
-    else:
-        ax.imshow(np.clip(a, 0, 1), cmap="gray" if a.ndim == 2 else None, vmin=0, vmax=1)
-    ax.set_title(title, fontsize=8)
-    ax.set_xticks([])
-    ax.set_yticks([])
+    _show_image(ax, t, title, signed, fontsize=8)
 
 
 def cross_sections_figure(sections: Sequence[CrossSection], titles: Sequence[str],
