@@ -140,9 +140,6 @@ def test_more_epochs_continue_a_finished_run(small: ImageDataset, tmp_path: Path
     assert _equal_weights(more, full)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "BUG: fit() saves only its own torch.Generator; dropout draws from the global RNG, which "
-    "a resumed run (new process) does not restore, so resume is not bitwise identical"))
 def test_resume_with_dropout_is_identical(small: ImageDataset, tmp_path: Path) -> None:
     def maxout() -> nn.Module:
         torch.manual_seed(0)  # what the CLI does at the start of every run

@@ -13,10 +13,11 @@ unwrapped module, metrics are all-reduced and only rank 0 writes.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Protocol
@@ -342,6 +343,15 @@ def _config_defaults(saved: dict[str, Any], config: TrainConfig) -> dict[str, An
     return dict(base, **saved)
 
 
+@contextlib.contextmanager
+def _epoch_rng(seed: int, epoch: int, rank: int, device: torch.device) -> Iterator[None]:
+    """Fork torch's global RNG and seed it for one epoch (restored on exit)."""
+    devices = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed((seed * 1_000_003 + epoch * 7_919 + rank) % (2**63))
+        yield
+
+
 def fit(
     model: nn.Module,
     images: torch.Tensor,
@@ -500,31 +510,35 @@ def fit(
         else:
             lperm = torch.randperm(n, generator=generator)
         tot = torch.zeros(4, dtype=torch.float64)  # loss * bs, correct, seen, passes
-        for step in range(steps):
-            gidx = lperm[step * config.batch_size:(step + 1) * config.batch_size]
-            idx = gidx[rank::world]
-            xb = _to_float(images[idx])
-            yb = labels[idx]
-            lr_now = schedule.apply(opt)
-            if semi:
-                assert unlabeled is not None
-                uidx = uperm[step * ubs:(step + 1) * ubs][rank::world]
-                loss, logits, step_passes = objective(  # type: ignore[call-arg]
-                    train_model, xb, yb, obj_gen, unlabeled=_to_float(unlabeled[uidx]))
-            else:
-                loss, logits, per_ex = objective(train_model, xb, yb, obj_gen)
-                step_passes = per_ex * int(yb.shape[0])
-            bs = int(yb.shape[0])
-            scaled = loss * (bs * world / max(1, gidx.shape[0])) if distributed else loss
-            opt.zero_grad(set_to_none=True)
-            scaled.backward()
-            opt.step()
-            tot += torch.tensor([float(loss.detach()) * bs,
-                                 int((logits.detach().argmax(1) == yb).sum()), bs, step_passes],
-                                dtype=torch.float64)
-            if on_batch is not None and rank == 0:
-                seen = max(1.0, float(tot[2]))
-                on_batch(epoch, step + 1, steps, float(tot[0]) / seen, float(tot[1]) / seen)
+        # Dropout and other layers draw from torch's global RNG. Each epoch runs under a
+        # forked global RNG seeded from (seed, epoch, rank): the epoch is reproducible after a
+        # resume, and the caller's global RNG state is left exactly as it was.
+        with _epoch_rng(config.seed, epoch, rank, images.device):
+            for step in range(steps):
+                gidx = lperm[step * config.batch_size:(step + 1) * config.batch_size]
+                idx = gidx[rank::world]
+                xb = _to_float(images[idx])
+                yb = labels[idx]
+                lr_now = schedule.apply(opt)
+                if semi:
+                    assert unlabeled is not None
+                    uidx = uperm[step * ubs:(step + 1) * ubs][rank::world]
+                    loss, logits, step_passes = objective(  # type: ignore[call-arg]
+                        train_model, xb, yb, obj_gen, unlabeled=_to_float(unlabeled[uidx]))
+                else:
+                    loss, logits, per_ex = objective(train_model, xb, yb, obj_gen)
+                    step_passes = per_ex * int(yb.shape[0])
+                bs = int(yb.shape[0])
+                scaled = loss * (bs * world / max(1, gidx.shape[0])) if distributed else loss
+                opt.zero_grad(set_to_none=True)
+                scaled.backward()
+                opt.step()
+                tot += torch.tensor([float(loss.detach()) * bs,
+                                     int((logits.detach().argmax(1) == yb).sum()), bs, step_passes],
+                                    dtype=torch.float64)
+                if on_batch is not None and rank == 0:
+                    seen = max(1.0, float(tot[2]))
+                    on_batch(epoch, step + 1, steps, float(tot[0]) / seen, float(tot[1]) / seen)
         model.eval()
         tot = _all_reduce(tot, distributed)
         extra: dict[str, float] = {}
