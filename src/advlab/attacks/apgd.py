@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from advlab.attacks.base import Attack, AttackResult
+from advlab.attacks.base import Attack, AttackResult, require_int
 from advlab.criteria import Criterion, TargetedMisclassification
 from advlab.losses import LOSSES
 from advlab.threat import ThreatModel
@@ -105,10 +105,8 @@ class APGD(Attack):
         self.early_stop = early_stop
 
     def _check_settings(self) -> None:
-        if not isinstance(self.steps, int) or self.steps < 1:
-            raise ValueError(f"steps must be an integer >= 1, got {self.steps!r}")
-        if not isinstance(self.restarts, int) or self.restarts < 1:
-            raise ValueError(f"restarts must be an integer >= 1, got {self.restarts!r}")
+        require_int("steps", self.steps, 1)
+        require_int("restarts", self.restarts, 1)
         if self.loss not in LOSSES:
             raise ValueError(f"unknown loss {self.loss!r}; use one of {sorted(LOSSES)}")
         if not 0 < self.rho <= 1:
@@ -350,9 +348,7 @@ class APGDT(APGD):
 
     def _check_settings(self) -> None:
         super()._check_settings()
-        if not isinstance(self.n_target_classes, int) or self.n_target_classes < 1:
-            raise ValueError(f"n_target_classes must be an integer >= 1, "
-                             f"got {self.n_target_classes!r}")
+        require_int("n_target_classes", self.n_target_classes, 1)
 
     def _run(
         self,

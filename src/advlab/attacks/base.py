@@ -142,3 +142,9 @@ def input_grad(
         obj = criterion.loss(logits, loss)
         (grad,) = torch.autograd.grad(obj.sum(), xg)
     return logits.detach(), grad
+
+
+def require_int(name: str, value: object, minimum: int) -> None:
+    """Raise ``ValueError`` unless ``value`` is an integer ``>= minimum`` (attack settings)."""
+    if not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")

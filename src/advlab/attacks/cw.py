@@ -16,7 +16,7 @@ import math
 import torch
 from torch import nn
 
-from advlab.attacks.base import Attack, AttackResult
+from advlab.attacks.base import Attack, AttackResult, require_int
 from advlab.criteria import Criterion
 from advlab.losses import cw_margin
 from advlab.threat import ThreatModel
@@ -79,11 +79,8 @@ class CarliniWagnerL2(Attack):
         self.abort_early = abort_early
 
     def _check_settings(self) -> None:
-        if not isinstance(self.steps, int) or self.steps < 1:
-            raise ValueError(f"steps must be an integer >= 1, got {self.steps!r}")
-        if not isinstance(self.binary_search_steps, int) or self.binary_search_steps < 1:
-            raise ValueError("binary_search_steps must be an integer >= 1, "
-                             f"got {self.binary_search_steps!r}")
+        require_int("steps", self.steps, 1)
+        require_int("binary_search_steps", self.binary_search_steps, 1)
         if not self.initial_const > 0:
             raise ValueError(f"initial_const must be > 0, got {self.initial_const}")
         if not self.step_size > 0:

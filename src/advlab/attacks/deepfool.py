@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from advlab.attacks.base import Attack, AttackResult
+from advlab.attacks.base import Attack, AttackResult, require_int
 from advlab.criteria import Criterion
 from advlab.threat import ThreatModel
 
@@ -52,8 +52,7 @@ class DeepFool(Attack):
         self.candidates = candidates
 
     def _check_settings(self, threat: ThreatModel) -> None:
-        if not isinstance(self.steps, int) or self.steps < 1:
-            raise ValueError(f"steps must be an integer >= 1, got {self.steps!r}")
+        require_int("steps", self.steps, 1)
         if not self.overshoot >= 0:
             raise ValueError(f"overshoot must be >= 0, got {self.overshoot}")
         if self.candidates is not None and (not isinstance(self.candidates, int)

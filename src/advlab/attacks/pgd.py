@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from advlab.attacks.base import Attack, AttackResult
+from advlab.attacks.base import Attack, AttackResult, require_int
 from advlab.criteria import Criterion
 from advlab.losses import LOSSES
 from advlab.threat import ThreatModel
@@ -72,10 +72,8 @@ class PGD(Attack):
         self.early_stop = early_stop
 
     def _check_settings(self) -> None:
-        if not isinstance(self.steps, int) or self.steps < 1:
-            raise ValueError(f"steps must be an integer >= 1, got {self.steps!r}")
-        if not isinstance(self.restarts, int) or self.restarts < 1:
-            raise ValueError(f"restarts must be an integer >= 1, got {self.restarts!r}")
+        require_int("steps", self.steps, 1)
+        require_int("restarts", self.restarts, 1)
         if self.step_size is not None and self.step_size < 0:
             raise ValueError(f"step_size must be >= 0, got {self.step_size}")
         if self.rel_step_size is not None and self.rel_step_size < 0:

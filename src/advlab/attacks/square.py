@@ -7,7 +7,7 @@ import math
 import torch
 from torch import nn
 
-from advlab.attacks.base import Attack, AttackResult
+from advlab.attacks.base import Attack, AttackResult, require_int
 from advlab.criteria import Criterion
 from advlab.threat import ThreatModel
 
@@ -64,12 +64,10 @@ class Square(Attack):
         self.early_stop = early_stop
 
     def _check_settings(self) -> None:
-        if not isinstance(self.queries, int) or self.queries < 1:
-            raise ValueError(f"queries must be an integer >= 1, got {self.queries!r}")
+        require_int("queries", self.queries, 1)
         if not 0 < self.p_init <= 1:
             raise ValueError(f"p_init must lie in (0, 1], got {self.p_init}")
-        if not isinstance(self.restarts, int) or self.restarts < 1:
-            raise ValueError(f"restarts must be an integer >= 1, got {self.restarts!r}")
+        require_int("restarts", self.restarts, 1)
 
     def _run(
         self,
