@@ -48,8 +48,9 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def _settings(train: Any, extra: dict[str, Any]) -> dict[str, Any]:
     x = train.images.float() / 255
-    return dict(extra, in_shape=list(train.shape), num_classes=train.num_classes,
+    base = dict(in_shape=list(train.shape), num_classes=train.num_classes,
                 mean=x.mean(dim=(0, 2, 3)).tolist(), std=x.std(dim=(0, 2, 3)).clamp_min(1e-3).tolist())
+    return {**base, **extra}  # explicit settings (e.g. "mean": 0, "std": 1) win
 
 
 def _train(name: str, arch: str, extra: dict[str, Any], train: Any, test: Any, cfg: Any,
@@ -88,7 +89,8 @@ def fgsm_rs(args: argparse.Namespace) -> dict[str, Any]:
     arch_extra = json.loads(args.settings)
     cfg = ScheduledTrainConfig(epochs=args.epochs, batch_size=100, lr=args.lr, seed=0,
                                lr_schedule="cyclic")
-    obj = FastFGSMTraining(eps=0.3, step_size=args.step_size)
+    obj = FastFGSMTraining(eps=0.3, step_size=args.step_size, clip_start=args.clip_start,
+                           init_scale=args.init_scale, project=not args.no_project)
     curves = CurveConfig(eps=0.3, pgd_steps=10, n=args.curve_n, seed=0)
     model, res = _train(f"fgsm-rs-{args.tag}", args.model, arch_extra, train, test, cfg, obj,
                         curves, args.cache, args.resume)
@@ -189,6 +191,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--curve-n", type=int, default=500)
     p.add_argument("--eps", type=float, default=2.0, help="vat: L2 eps")
     p.add_argument("--step-size", type=float, default=0.375, help="fgsm-rs: FGSM step (1.25 eps)")
+    p.add_argument("--clip-start", action="store_true",
+                   help="fgsm-rs: clip the random start to [0, 1] before the gradient")
+    p.add_argument("--init-scale", type=float, default=1.0,
+                   help="fgsm-rs: random-start radius in eps (N-FGSM: 2)")
+    p.add_argument("--no-project", action="store_true", help="fgsm-rs: N-FGSM, no projection")
     p.add_argument("--ubs", type=int, default=250)
     p.add_argument("--entropy", action="store_true")
     p.add_argument("--threads", type=int, default=1,

@@ -103,6 +103,9 @@ def perturb_fgsm(
     step_size: float | None = None,
     random_init: bool = False,
     generator: torch.Generator | None = None,
+    init_scale: float = 1.0,
+    clip_start: bool = True,
+    project: bool = True,
 ) -> torch.Tensor:
     """One (optionally randomly started) fast-gradient step, projected into the threat model.
 
@@ -118,29 +121,40 @@ def perturb_fgsm(
         step_size: absolute step; ``eps`` by default.
         random_init: start at a uniformly drawn point of the ball.
         generator: random source for the start.
+        init_scale: radius of the random start in units of ``eps`` (N-FGSM uses 2).
+        clip_start: clip the random start to ``threat.bounds`` before taking the
+            gradient. Wong et al.'s code does not (the gradient is taken at
+            ``x + delta`` even where it leaves [0, 1]); only the returned point must
+            lie in the bounds.
+        project: project the result into the eps-ball (N-FGSM does not: the
+            training point may lie up to ``init_scale * eps + step_size`` away).
 
     Returns:
-        The perturbed inputs (detached).
+        The perturbed inputs (detached), always inside ``threat.bounds``.
 
     References:
         Goodfellow, Shlens & Szegedy, "Explaining and Harnessing Adversarial
         Examples", ICLR 2015 (arXiv:1412.6572).
         Wong, Rice & Kolter, "Fast is better than free: Revisiting adversarial
         training", ICLR 2020 (arXiv:2001.03994).
+        de Jorge et al., "Make Some Noise: Reliable and Efficient Single-Step
+        Adversarial Training", NeurIPS 2022 (arXiv:2202.01181).
     """
     norm = threat.strategy
     lo, hi = threat.bounds
     eps = threat.eps
     alpha = eps if step_size is None else float(step_size)
     if random_init and eps > 0:
-        delta = norm.random_init(x.shape, eps, generator=generator, device=x.device, dtype=x.dtype)
-        xa = torch.clamp(x + delta, lo, hi)
+        delta = norm.random_init(x.shape, init_scale * eps, generator=generator, device=x.device,
+                                 dtype=x.dtype)
+        xa = torch.clamp(x + delta, lo, hi) if clip_start else x + delta
     else:
         xa = x.detach()
     grad = _input_grad(model, xa, y)
     with torch.no_grad():
         xa = xa + alpha * norm.normalize_grad(grad)
-        return torch.clamp(x + norm.project(xa - x, eps), lo, hi).detach()
+        delta = norm.project(xa - x, eps) if project else xa - x
+        return torch.clamp(x + delta, lo, hi).detach()
 
 
 def perturb_pgd(
@@ -316,6 +330,13 @@ class FastFGSMTraining(_Objective):
         step_size: FGSM step; ``1.25 * eps`` by default (Wong et al.).
         norm: threat-model norm.
         bounds: valid input range.
+        clip_start: clip the random start to ``bounds`` before taking the gradient.
+            Off by default, as in Wong et al.'s code: on MNIST, where most pixels are 0,
+            clipping halves the noise on the background and the run falls into
+            catastrophic overfitting (measured: docs/defenses.md).
+        init_scale: random-start radius in units of ``eps`` (1 for FGSM-RS).
+        project: project the training point into the eps-ball (True for FGSM-RS).
+            ``init_scale=2, step_size=eps, project=False`` is N-FGSM (de Jorge et al.).
 
     Pair it with a cyclic learning rate (``TrainConfig(lr_schedule="cyclic")``), as the
     paper does. Returns ``(loss, adversarial logits, 2)`` (1 attack + 1 training pass).
@@ -323,22 +344,32 @@ class FastFGSMTraining(_Objective):
     References:
         Wong, Rice & Kolter, "Fast is better than free: Revisiting adversarial
         training", ICLR 2020 (arXiv:2001.03994).
+        de Jorge et al., "Make Some Noise: Reliable and Efficient Single-Step
+        Adversarial Training", NeurIPS 2022 (arXiv:2202.01181).
     """
 
     name = "fgsm-rs"
 
     def __init__(self, eps: float = 0.3, step_size: float | None = None, norm: str = "linf",
-                 bounds: tuple[float, float] = (0.0, 1.0)) -> None:
+                 bounds: tuple[float, float] = (0.0, 1.0), clip_start: bool = False,
+                 init_scale: float = 1.0, project: bool = True) -> None:
         self.eps = eps
         self.step_size = step_size
         self.norm = norm
         self.bounds = bounds
+        self.clip_start = clip_start
+        self.init_scale = init_scale
+        self.project = project
 
     def validate(self) -> None:
         """Raise ``ValueError``/``TypeError`` on bad settings."""
         _check_number("eps", self.eps, 0.0)
         if self.step_size is not None:
             _check_number("step_size", self.step_size, 0.0)
+        _check_number("init_scale", self.init_scale, 0.0)
+        for k in ("clip_start", "project"):
+            if not isinstance(getattr(self, k), bool):
+                raise TypeError(f"{k} must be a bool, got {getattr(self, k)!r}")
         get_norm(self.norm)
         self._threat()
 
@@ -348,7 +379,8 @@ class FastFGSMTraining(_Objective):
         step = 1.25 * float(self.eps) if self.step_size is None else float(self.step_size)
         with _EvalOnly(unwrap(model)) as inner:
             x_adv = perturb_fgsm(inner, x, y, self._threat(), step_size=step, random_init=True,
-                                 generator=generator)
+                                 generator=generator, init_scale=float(self.init_scale),
+                                 clip_start=self.clip_start, project=self.project)
         logits = model(x_adv)
         return training_loss(model, logits, y), logits, 2
 

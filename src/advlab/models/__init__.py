@@ -10,12 +10,13 @@ from advlab.models.zoo import (
     MaxoutMLP,
     RBFNetwork,
     SoftmaxRegression,
+    StridedCNN,
     confidence,
     training_loss,
 )
 
 __all__ = [
     "MODELS", "available_models", "create_model", "Normalize", "MLP", "LogisticRegression",
-    "MadryCNN", "Maxout", "MaxoutMLP", "RBFNetwork", "SoftmaxRegression", "confidence",
+    "MadryCNN", "Maxout", "MaxoutMLP", "RBFNetwork", "SoftmaxRegression", "StridedCNN", "confidence",
     "training_loss",
 ]

@@ -6,7 +6,7 @@ from typing import Any
 
 from torch import nn
 
-from advlab.models.zoo import MLP, LogisticRegression, MadryCNN, MaxoutMLP, RBFNetwork, SoftmaxRegression
+from advlab.models.zoo import MLP, LogisticRegression, MadryCNN, MaxoutMLP, RBFNetwork, SoftmaxRegression, StridedCNN
 
 __all__ = ["MODELS", "create_model", "available_models"]
 
@@ -15,6 +15,7 @@ MODELS: dict[str, type[nn.Module]] = {
     "logistic": LogisticRegression,
     "mlp": MLP,
     "cnn": MadryCNN,
+    "strided-cnn": StridedCNN,
     "maxout": MaxoutMLP,
     "rbf": RBFNetwork,
 }
