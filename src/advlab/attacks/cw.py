@@ -49,7 +49,9 @@ class CarliniWagnerL2(Attack):
             it broke 50% (median L2 1.83) where 0.1 broke 100% (median L2 1.26).
         kappa: confidence: require ``margin >= kappa`` (0 means just cross the boundary).
         abort_early: stop a sample's inner loop when its objective has not
-            decreased by 0.01% over the last ``steps // 10`` steps.
+            decreased by a fraction ``abort_tol`` over the last ``steps // 10`` steps.
+        abort_tol: relative decrease a sample must make per window to go on
+            (Carlini & Wagner's code uses 1e-4).
 
     Returns:
         :class:`~advlab.attacks.base.AttackResult` with ``distance`` in the
@@ -70,6 +72,7 @@ class CarliniWagnerL2(Attack):
         step_size: float = 0.1,
         kappa: float = 0.0,
         abort_early: bool = True,
+        abort_tol: float = 1e-4,
     ) -> None:
         self.steps = steps
         self.binary_search_steps = binary_search_steps
@@ -77,6 +80,7 @@ class CarliniWagnerL2(Attack):
         self.step_size = step_size
         self.kappa = kappa
         self.abort_early = abort_early
+        self.abort_tol = abort_tol
 
     def _check_settings(self) -> None:
         require_int("steps", self.steps, 1)
@@ -87,6 +91,8 @@ class CarliniWagnerL2(Attack):
             raise ValueError(f"step_size must be > 0, got {self.step_size}")
         if not (self.kappa >= 0 and math.isfinite(self.kappa)):
             raise ValueError(f"kappa must be a finite number >= 0, got {self.kappa}")
+        if not 0 <= self.abort_tol < 1:
+            raise ValueError(f"abort_tol must be in [0, 1), got {self.abort_tol}")
 
     def _run(
         self,
@@ -158,7 +164,7 @@ class CarliniWagnerL2(Attack):
                     w[active] = wa.detach() - self.step_size * mhat / (vhat.sqrt() + adam_eps)
                     if self.abort_early and t % check_every == 0:
                         o = obj.detach()
-                        stalled = o > prev[active] * 0.9999
+                        stalled = o > prev[active] * (1.0 - float(self.abort_tol))
                         prev[active] = o
                         active = active[~stalled]
                         if active.numel() == 0:
