@@ -36,6 +36,7 @@ from advlab.defenses import (
     CurveConfig,
     FastFGSMTraining,
     FGSMTraining,
+    PGDTraining,
     ScheduledTrainConfig,
     fit,
 )
@@ -89,8 +90,12 @@ def fgsm_rs(args: argparse.Namespace) -> dict[str, Any]:
     arch_extra = json.loads(args.settings)
     cfg = ScheduledTrainConfig(epochs=args.epochs, batch_size=100, lr=args.lr, seed=0,
                                lr_schedule="cyclic")
-    obj = FastFGSMTraining(eps=0.3, step_size=args.step_size, clip_start=args.clip_start,
-                           init_scale=args.init_scale, project=not args.no_project)
+    if args.pgd_steps:  # PGD-AT hybrid at the same pass budget (steps + 1 passes per example)
+        obj = PGDTraining(eps=args.train_eps, steps=args.pgd_steps, step_size=args.step_size)
+    else:
+        obj = FastFGSMTraining(eps=args.train_eps, step_size=args.step_size,
+                               clip_start=args.clip_start, init_scale=args.init_scale,
+                               project=not args.no_project)
     curves = CurveConfig(eps=0.3, pgd_steps=10, n=args.curve_n, seed=0)
     model, res = _train(f"fgsm-rs-{args.tag}", args.model, arch_extra, train, test, cfg, obj,
                         curves, args.cache, args.resume)
@@ -196,6 +201,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--init-scale", type=float, default=1.0,
                    help="fgsm-rs: random-start radius in eps (N-FGSM: 2)")
     p.add_argument("--no-project", action="store_true", help="fgsm-rs: N-FGSM, no projection")
+    p.add_argument("--train-eps", type=float, default=0.3, help="fgsm-rs: training eps")
+    p.add_argument("--pgd-steps", type=int, default=0,
+                   help="fgsm-rs: train with PGD-K instead (K + 1 passes per example)")
     p.add_argument("--ubs", type=int, default=250)
     p.add_argument("--entropy", action="store_true")
     p.add_argument("--threads", type=int, default=1,

@@ -61,8 +61,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--skip", default="", help="comma-separated: autoattack,cw,torchattacks,art")
     p.add_argument("--cw-steps", type=int, default=100)
     p.add_argument("--cw-search", type=int, default=5)
-    p.add_argument("--at-epochs", type=int, default=3)
-    p.add_argument("--at-limit", type=int, default=30000)
+    p.add_argument("--n-art", type=int, default=100,
+                   help="ART's CarliniL2Method runs on the first N CW images only (about 9 s "
+                        "per image here); the others are also summarised on those N")
+    p.add_argument("--cw-initial-const", type=float, default=0.1,
+                   help="advlab CW: first c (ART gets 1.0, see run_cw)")
+    p.add_argument("--cw-abort-tol", type=float, default=1e-2,
+                   help="advlab CW: early-abort tolerance (the paper's 1e-4 is also run)")
+    p.add_argument("--at-epochs", type=int, default=10)
+    p.add_argument("--at-limit", type=int, default=60000)
+    p.add_argument("--at-checkpoint", type=Path, default=None,
+                   help="load this advlab checkpoint as the adversarially trained model")
     p.add_argument("--train-only", action="store_true", help="only train/cache the models")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     p.add_argument("--data-dir", type=Path,
@@ -85,17 +94,27 @@ def clean_model(data_dir: Path, cache_dir: Path) -> tuple[nn.Module, dict[str, A
     return mod.get_model(data_dir, cache_dir)
 
 
-def at_model(data_dir: Path, cache_dir: Path, epochs: int, limit: int
-             ) -> tuple[nn.Module, dict[str, Any]]:
-    """A Madry CNN trained with FGSM-RS (Wong et al. 2020) at eps 0.3; cached, resumable."""
+def at_model(data_dir: Path, cache_dir: Path, epochs: int, limit: int,
+             checkpoint: Path | None = None) -> tuple[nn.Module, dict[str, Any]]:
+    """An FGSM-RS (Wong et al. 2020) MNIST CNN at eps 0.3; cached, resumable.
+
+    ``checkpoint``: an advlab checkpoint directory (e.g. from ``bench/adv_training.py``)
+    to load instead. Otherwise Wong et al.'s recipe: their strided CNN, FGSM from an
+    unclipped uniform start, step 1.25 eps, Adam with a cyclic LR peaking at 5e-3,
+    batch 100, ``epochs`` epochs on the first ``limit`` training images.
+    """
     from advlab.checkpoint import STATE_FILE, load_model, read_metadata
     from advlab.data import load_dataset
-    from advlab.defenses import TrainConfig, fit
+    from advlab.defenses import ScheduledTrainConfig, fit
     from advlab.defenses.adversarial_training import FastFGSMTraining
     from advlab.models import create_model
 
-    cfg = TrainConfig(epochs=epochs, lr=1e-3, seed=0)
-    ckpt = cache_dir / f"mnist_cnn_fgsmrs_eps0.3_n{limit}_e{epochs}_s0"
+    if checkpoint is not None:
+        print(f"model: loaded adversarially trained model from {checkpoint}", flush=True)
+        return load_model(checkpoint), {"checkpoint": str(checkpoint), "trained_now": False}
+    cfg = ScheduledTrainConfig(epochs=epochs, lr=5e-3, batch_size=100, seed=0,
+                               lr_schedule="cyclic")
+    ckpt = cache_dir / f"mnist_strided_fgsmrs_eps0.3_n{limit}_e{epochs}_s0"
     try:
         if read_metadata(ckpt).get("epochs_done") == cfg.epochs:
             print(f"model: loaded cached FGSM-RS CNN from {ckpt}", flush=True)
@@ -103,7 +122,8 @@ def at_model(data_dir: Path, cache_dir: Path, epochs: int, limit: int
     except Exception:  # noqa: BLE001 - no complete checkpoint: train below
         pass
     torch.manual_seed(0)
-    model = create_model("cnn", in_shape=[1, 28, 28], num_classes=10, mean=[0.1307], std=[0.3081])
+    model = create_model("strided-cnn", in_shape=[1, 28, 28], num_classes=10, mean=[0.1307],
+                         std=[0.3081])
     train = load_dataset("mnist", "train", data_dir=data_dir, limit=limit)
     resume = (ckpt / STATE_FILE).is_file()
     print(f"model: FGSM-RS training on {len(train)} MNIST images, {epochs} epochs -> {ckpt}",
@@ -195,19 +215,32 @@ def run_cw(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     steps, search = args.cw_steps, args.cw_search
     bs = args.batch_size
 
-    def finish(method: str, x_adv: torch.Tensor, sec: float, extra: dict[str, Any]) -> None:
-        with torch.no_grad():
-            pred = torch.cat([model(x_adv[s:s + bs]).argmax(1) for s in range(0, len(x), bs)])
-        st = l2_stats(x_adv, x, pred != y)
-        rows.append({"method": method, **st, "seconds": sec, **extra})
-        print(f"[cw] {method}: success {st['success_rate']:.4f} mean L2 {st['mean_l2']:.4f} "
-              f"median {st['median_l2']:.4f} in {sec:.1f}s", flush=True)
+    n_art = min(args.n_art, len(x))
 
-    atk = CarliniWagnerL2(steps=steps, binary_search_steps=search)
-    t0 = time.perf_counter()
-    r = atk(model, x, y, threat=ThreatModel("l2", 1.0), batch_size=bs)
-    finish("advlab CarliniWagnerL2", r.x_adv, time.perf_counter() - t0,
-           {"settings": atk.settings(), "passes": int(r.passes.sum())})
+    def finish(method: str, x_adv: torch.Tensor, sec: float, extra: dict[str, Any]) -> None:
+        m = len(x_adv)
+        with torch.no_grad():
+            pred = torch.cat([model(x_adv[s:s + bs]).argmax(1) for s in range(0, m, bs)])
+        st = l2_stats(x_adv, x[:m], pred != y[:m])
+        # the same statistics on the first n_art images, where ART (slow) also runs
+        sub = l2_stats(x_adv[:n_art], x[:n_art], (pred != y[:m])[:n_art])
+        rows.append({"method": method, "n": m, **st, "seconds": sec,
+                     "seconds_per_image": sec / m, f"first_{n_art}": sub, **extra})
+        print(f"[cw] {method} ({m} images): success {st['success_rate']:.4f} mean L2 "
+              f"{st['mean_l2']:.4f} median {st['median_l2']:.4f} in {sec:.1f}s "
+              f"({1000 * sec / m:.0f} ms/image); first {n_art}: {sub}", flush=True)
+
+    variants = [("advlab CarliniWagnerL2", CarliniWagnerL2(
+        steps=steps, binary_search_steps=search, initial_const=args.cw_initial_const,
+        abort_tol=args.cw_abort_tol))]
+    if args.cw_abort_tol != 1e-4 or args.cw_initial_const != 1e-3:
+        variants.append(("advlab CarliniWagnerL2 (defaults: c0 1e-3, abort_tol 1e-4)",
+                         CarliniWagnerL2(steps=steps, binary_search_steps=search)))
+    for label, atk in variants:
+        t0 = time.perf_counter()
+        r = atk(model, x, y, threat=ThreatModel("l2", 1.0), batch_size=bs)
+        finish(label, r.x_adv, time.perf_counter() - t0,
+               {"settings": atk.settings(), "passes": int(r.passes.sum())})
     if "torchattacks" not in args.skip and version_of("torchattacks"):
         import torchattacks
 
@@ -231,7 +264,8 @@ def run_cw(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
                               binary_search_steps=search, max_iter=steps, initial_const=1.0,
                               batch_size=bs, verbose=False)
         t0 = time.perf_counter()
-        xa = torch.from_numpy(art.generate(x.numpy(), y=np.eye(10)[y.numpy()]).astype(np.float32))
+        xa = torch.from_numpy(art.generate(x[:n_art].numpy(),
+                                           y=np.eye(10)[y[:n_art].numpy()]).astype(np.float32))
         finish("ART CarliniL2Method", xa, time.perf_counter() - t0,
                {"binary_search_steps": search, "max_iter": steps, "initial_const": 1.0})
     else:
@@ -249,7 +283,8 @@ def main(argv: list[str] | None = None) -> None:
     if "clean" in args.models or args.n_cw:
         models["clean"] = clean_model(args.data_dir, args.cache_dir)
     if "at" in args.models:
-        models["at"] = at_model(args.data_dir, args.cache_dir, args.at_epochs, args.at_limit)
+        models["at"] = at_model(args.data_dir, args.cache_dir, args.at_epochs, args.at_limit,
+                                args.at_checkpoint)
     if args.train_only:
         return
     test = load_dataset("mnist", "test", data_dir=args.data_dir, limit=max(args.n, args.n_cw))
