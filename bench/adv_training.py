@@ -88,7 +88,7 @@ def fgsm_rs(args: argparse.Namespace) -> dict[str, Any]:
     if args.limit:
         train = train.subset(limit=args.limit)
     arch_extra = json.loads(args.settings)
-    cfg = ScheduledTrainConfig(epochs=args.epochs, batch_size=100, lr=args.lr, seed=0,
+    cfg = ScheduledTrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=0,
                                lr_schedule="cyclic")
     if args.pgd_steps:  # PGD-AT hybrid at the same pass budget (steps + 1 passes per example)
         obj = PGDTraining(eps=args.train_eps, steps=args.pgd_steps, step_size=args.step_size)
@@ -118,7 +118,7 @@ def fgsm_rs(args: argparse.Namespace) -> dict[str, Any]:
         cascade_d["worst_case_with_pgd_robust_acc"] = float(worst.float().mean())
     return {"recipe": "fgsm-rs", "model": args.model, "model_settings": arch_extra,
             "train": {"n_train": len(train), "epochs": args.epochs, "lr_max": args.lr,
-                      "schedule": "cyclic", "batch_size": 100, "objective": obj.settings(),
+                      "schedule": "cyclic", "batch_size": args.batch_size, "objective": obj.settings(),
                       "passes": res.passes, "seconds": res.seconds,
                       "curves": res.curves()},
             "eval": {**ev.to_dict(), "restarts": args.restarts, "steps": 50,
@@ -201,6 +201,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--init-scale", type=float, default=1.0,
                    help="fgsm-rs: random-start radius in eps (N-FGSM: 2)")
     p.add_argument("--no-project", action="store_true", help="fgsm-rs: N-FGSM, no projection")
+    p.add_argument("--batch-size", type=int, default=100, help="fgsm-rs: batch size")
     p.add_argument("--train-eps", type=float, default=0.3, help="fgsm-rs: training eps")
     p.add_argument("--pgd-steps", type=int, default=0,
                    help="fgsm-rs: train with PGD-K instead (K + 1 passes per example)")
