@@ -189,6 +189,43 @@ def test_fast_fgsm_default_step_is_1_25_eps() -> None:
         assert torch.allclose(logits, m(xa), atol=1e-6)
 
 
+def test_fast_fgsm_takes_the_gradient_at_the_unclipped_start() -> None:
+    """Wong et al.'s start: x + U(-eps, eps) is not clipped to [0, 1] before the gradient.
+
+    On an all-black image, clipping would zero half the noise; the unclipped and the
+    clipped starts must give different training points, both inside the threat model.
+    """
+    m = _mlp().eval()
+    x = torch.zeros(8, 1, 8, 8)
+    y = torch.arange(8)
+    threat = ThreatModel("linf", 0.3)
+    g = lambda: torch.Generator().manual_seed(5)  # noqa: E731
+    raw = perturb_fgsm(m, x, y, threat, step_size=0.375, random_init=True, generator=g(),
+                       clip_start=False)
+    clipped = perturb_fgsm(m, x, y, threat, step_size=0.375, random_init=True, generator=g(),
+                           clip_start=True)
+    assert not torch.equal(raw, clipped)
+    assert threat.contains(raw, x).all() and threat.contains(clipped, x).all()
+    m.train()
+    _, logits, _ = FastFGSMTraining(eps=0.3)(m, x, y, g())
+    m.eval()
+    with torch.no_grad():
+        assert torch.allclose(logits, m(raw), atol=1e-6)
+
+
+def test_n_fgsm_leaves_the_ball_but_not_the_bounds() -> None:
+    """N-FGSM (de Jorge et al. 2022): noise 2 eps, step eps, no projection: ||d|| <= 3 eps."""
+    m = _mlp().eval()
+    x = torch.full((64, 1, 8, 8), 0.5)
+    y = torch.arange(64) % 10
+    eps = 0.1
+    xa = perturb_fgsm(m, x, y, ThreatModel("linf", eps), step_size=eps, random_init=True,
+                      generator=torch.Generator().manual_seed(0), init_scale=2.0, project=False)
+    d = (xa - x).abs().flatten(1).amax(1)
+    assert (d > eps + 1e-3).any() and (d <= 3 * eps + 1e-6).all()
+    assert xa.min() >= 0 and xa.max() <= 1
+
+
 # ---------------------------------------------------------------- settings
 
 
@@ -198,6 +235,7 @@ def test_fast_fgsm_default_step_is_1_25_eps() -> None:
     lambda: FGSMTraining(alpha=-0.1),
     lambda: FGSMTraining(norm="l7"),
     lambda: FastFGSMTraining(step_size=-1.0),
+    lambda: FastFGSMTraining(init_scale=-1.0),
     lambda: PGDTraining(steps=0),
     lambda: PGDTraining(eps=float("nan")),
     lambda: TRADES(beta=-1.0),

@@ -34,7 +34,7 @@ def _classes(name: str) -> int:
 
 
 def test_registry_lists_the_lecture_models() -> None:
-    assert {"softmax", "logistic", "mlp", "cnn", "maxout", "rbf"} <= set(available_models())
+    assert {"softmax", "logistic", "mlp", "cnn", "strided-cnn", "maxout", "rbf"} <= set(available_models())
     assert available_models() == sorted(MODELS)
 
 

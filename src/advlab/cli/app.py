@@ -138,7 +138,7 @@ def _make_attack(name: str, steps: int | None, step_size: float | None,
 
 @app.command()
 def train(
-    model: Annotated[str, typer.Option(help="Model name: softmax, logistic, mlp, cnn, maxout, rbf.")] = "cnn",
+    model: Annotated[str, typer.Option(help="Model name: softmax, logistic, mlp, cnn, strided-cnn, maxout, rbf.")] = "cnn",
     dataset: Annotated[str, typer.Option(help="mnist, fashion-mnist, cifar10 or digits.")] = "mnist",
     out: Annotated[Path, typer.Option(help="Checkpoint directory.")] = Path("runs/model"),
     epochs: int = 1,

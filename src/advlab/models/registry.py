@@ -6,7 +6,15 @@ from typing import Any
 
 from torch import nn
 
-from advlab.models.zoo import MLP, LogisticRegression, MadryCNN, MaxoutMLP, RBFNetwork, SoftmaxRegression, StridedCNN
+from advlab.models.zoo import (
+    MLP,
+    LogisticRegression,
+    MadryCNN,
+    MaxoutMLP,
+    RBFNetwork,
+    SoftmaxRegression,
+    StridedCNN,
+)
 
 __all__ = ["MODELS", "create_model", "available_models"]
 
