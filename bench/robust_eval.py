@@ -164,12 +164,13 @@ def run_cascades(name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
     rows = []
     threat = ThreatModel("linf", eps)
     for preset in [p.strip() for p in args.presets.split(",") if p.strip()]:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         r = cascade(model, x, y, preset, threat, seed=0, batch_size=args.batch_size)
-        sec = time.perf_counter() - t0
+        sec, cpu = time.perf_counter() - t0, time.process_time() - c0
         rows.append({"model": name, "eps": eps, "method": f"advlab cascade {preset}",
                      "clean_acc": r.clean_acc,
-                     "robust_acc": r.robust_acc, "seconds": sec, "passes": r.passes,
+                     "robust_acc": r.robust_acc, "seconds": sec, "cpu_seconds": cpu,
+                     "passes": r.passes,
                      "forwards": r.forwards,
                      "stages": [{"name": s.name, "robust_acc": s.robust_acc, "seconds": s.seconds,
                                  "attacked": s.attacked, "broken": s.broken} for s in r.stages],
@@ -185,16 +186,16 @@ def run_cascades(name: str, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
         print(f"[{name}] pyautoattack skipped: {e}")
         return rows
     aa = AutoAttack(model, norm="Linf", eps=eps, version="standard", device="cpu", seed=0)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         x_adv = aa.run_standard_evaluation(x, y, batch_size=args.batch_size)
     if isinstance(x_adv, tuple):  # pyautoattack 0.2 returns (x_adv, y_adv)
         x_adv = x_adv[0]
-    sec = time.perf_counter() - t0
+    sec, cpu = time.perf_counter() - t0, time.process_time() - c0
     acc, ok = robust_acc(model, x_adv, x, y, eps, args.batch_size)
     rows.append({"model": name, "eps": eps, "method": "pyautoattack standard", "robust_acc": acc,
-                 "seconds": sec, "threat_ok": ok})
+                 "seconds": sec, "cpu_seconds": cpu, "threat_ok": ok})
     print(f"[{name} eps {eps}] AutoAttack standard: robust {acc:.4f} in {sec:.1f}s", flush=True)
     return rows
 
@@ -217,18 +218,20 @@ def run_cw(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
 
     n_art = min(args.n_art, len(x))
 
-    def finish(method: str, x_adv: torch.Tensor, sec: float, extra: dict[str, Any]) -> None:
+    def finish(method: str, x_adv: torch.Tensor, t0: tuple[float, float],
+               extra: dict[str, Any]) -> None:
+        sec, cpu = time.perf_counter() - t0[0], time.process_time() - t0[1]
         m = len(x_adv)
         with torch.no_grad():
             pred = torch.cat([model(x_adv[s:s + bs]).argmax(1) for s in range(0, m, bs)])
         st = l2_stats(x_adv, x[:m], pred != y[:m])
         # the same statistics on the first n_art images, where ART (slow) also runs
         sub = l2_stats(x_adv[:n_art], x[:n_art], (pred != y[:m])[:n_art])
-        rows.append({"method": method, "n": m, **st, "seconds": sec,
-                     "seconds_per_image": sec / m, f"first_{n_art}": sub, **extra})
+        rows.append({"method": method, "n": m, **st, "seconds": sec, "cpu_seconds": cpu,
+                     "cpu_seconds_per_image": cpu / m, f"first_{n_art}": sub, **extra})
         print(f"[cw] {method} ({m} images): success {st['success_rate']:.4f} mean L2 "
-              f"{st['mean_l2']:.4f} median {st['median_l2']:.4f} in {sec:.1f}s "
-              f"({1000 * sec / m:.0f} ms/image); first {n_art}: {sub}", flush=True)
+              f"{st['mean_l2']:.4f} median {st['median_l2']:.4f} in {sec:.1f}s wall, {cpu:.1f}s CPU "
+              f"({1000 * cpu / m:.0f} ms CPU/image); first {n_art}: {sub}", flush=True)
 
     variants = [("advlab CarliniWagnerL2", CarliniWagnerL2(
         steps=steps, binary_search_steps=search, initial_const=args.cw_initial_const,
@@ -237,18 +240,18 @@ def run_cw(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
         variants.append(("advlab CarliniWagnerL2 (defaults: c0 1e-3, abort_tol 1e-4)",
                          CarliniWagnerL2(steps=steps, binary_search_steps=search)))
     for label, atk in variants:
-        t0 = time.perf_counter()
+        t0 = (time.perf_counter(), time.process_time())
         r = atk(model, x, y, threat=ThreatModel("l2", 1.0), batch_size=bs)
-        finish(label, r.x_adv, time.perf_counter() - t0,
+        finish(label, r.x_adv, t0,
                {"settings": atk.settings(), "passes": int(r.passes.sum())})
     if "torchattacks" not in args.skip and version_of("torchattacks"):
         import torchattacks
 
         for lr in (0.01, 0.1):
             ta = torchattacks.CW(model, c=1, kappa=0, steps=steps * search, lr=lr)
-            t0 = time.perf_counter()
+            t0 = (time.perf_counter(), time.process_time())
             xa = torch.cat([ta(x[s:s + bs], y[s:s + bs]) for s in range(0, len(x), bs)])
-            finish(f"torchattacks CW (c=1, lr={lr})", xa, time.perf_counter() - t0,
+            finish(f"torchattacks CW (c=1, lr={lr})", xa, t0,
                    {"steps": steps * search, "lr": lr})
     else:
         print("[cw] torchattacks skipped (not installed or --skip)")
@@ -263,10 +266,10 @@ def run_cw(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
         art = CarliniL2Method(clf, confidence=0.0, targeted=False, learning_rate=0.01,
                               binary_search_steps=search, max_iter=steps, initial_const=1.0,
                               batch_size=bs, verbose=False)
-        t0 = time.perf_counter()
+        t0 = (time.perf_counter(), time.process_time())
         xa = torch.from_numpy(art.generate(x[:n_art].numpy(),
                                            y=np.eye(10)[y[:n_art].numpy()]).astype(np.float32))
-        finish("ART CarliniL2Method", xa, time.perf_counter() - t0,
+        finish("ART CarliniL2Method", xa, t0,
                {"binary_search_steps": search, "max_iter": steps, "initial_const": 1.0})
     else:
         print("[cw] ART skipped (not installed or --skip)")

@@ -24,7 +24,7 @@ from torch import nn
 from advlab import __version__
 from advlab.checkpoint import META_FILE, load_model, read_metadata
 from advlab.data import ImageDataset
-from advlab.defenses.trainer import TrainConfig, fit
+from advlab.defenses.trainer import ScheduledTrainConfig, TrainConfig, fit
 from advlab.models import create_model
 from advlab.reporting.html import Section
 
@@ -95,7 +95,7 @@ class LectureContext:
         """The trained model ``name`` (a key of :data:`MODEL_RECIPES`), trained once and cached.
 
         A recipe is a dict with ``settings`` (model settings), ``full``/``quick``
-        (TrainConfig fields), ``quick_limit`` (training examples in quick mode) and
+        (TrainConfig fields; with ``lr_schedule`` a ScheduledTrainConfig), ``quick_limit`` (training examples in quick mode) and
         optionally ``model`` (registry name, default: the key), ``classes`` (class
         filter, relabelled), ``objective`` (a zero-argument factory returning a
         training objective, e.g. adversarial training) and ``limit`` (training
@@ -118,7 +118,8 @@ class LectureContext:
         std = x.std(dim=(0, 2, 3)).clamp_min(1e-3).tolist()
         settings = dict(recipe.get("settings", {}), in_shape=list(train.shape),
                         num_classes=train.num_classes, mean=mean, std=std)
-        cfg = TrainConfig(seed=self.seed, **cfg_kw)
+        cfg_cls = ScheduledTrainConfig if "lr_schedule" in cfg_kw else TrainConfig
+        cfg = cfg_cls(seed=self.seed, **cfg_kw)
         objective = recipe["objective"]() if recipe.get("objective") else None
         obj_desc = getattr(objective, "settings", lambda: {})() if objective is not None else {}
         arch = recipe.get("model", name)
