@@ -6,9 +6,10 @@ once and cached exactly as ``advlab lecture`` does), for every camera-like trans
 the EOT target: EOT's destruction rate under the print-and-photograph preset at most half
 of BIM's (the iterative PGD variant without random start).
 
-Part ``rl``: mean return of a seeded CartPole-v1 DQN (cached under <cache>/rl, as the
-lecture and ``advlab rl`` do) vs eps under the per-step FGSM attack, same-norm noise and
-transfer from a second DQN (Huang et al. 2017), for Linf, L2 and L1.
+Part ``rl``: mean return of a seeded DQN (cached under <cache>/rl, as the lecture and
+``advlab rl`` do) vs eps under the per-step FGSM attack, same-norm noise and transfer from a
+second DQN (Huang et al. 2017), for Linf, L2 and L1; ``--env cartpole`` (CartPole-v1) or
+``--env seaquest`` (MinAtar Seaquest, needs the optional package minatar).
 
 Example (run heavy jobs one at a time on the shared machine)::
 
@@ -74,38 +75,70 @@ def physical_part(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def rl_part(args: argparse.Namespace) -> dict[str, Any]:
-    from advlab.rl import DQNConfig, load_or_train, return_vs_eps
+    from advlab.rl import default_config, load_or_train, return_vs_eps
 
     cache = Path(args.cache_dir).expanduser() / "rl"
     t0 = time.perf_counter()
     def log(s: int, r: float) -> None:
         print(f"DQN step {s}: greedy return {r:.1f}", file=sys.stderr, flush=True)
 
-    target = load_or_train("cartpole", DQNConfig(seed=args.seed), cache, on_eval=log)
-    source = load_or_train("cartpole", DQNConfig(seed=args.seed + 1), cache, on_eval=log)
+    env = args.env
+    target = load_or_train(env, default_config(env, args.seed), cache, on_eval=log)
+    print(f"target trained/loaded in {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+    source = (load_or_train(env, default_config(env, args.seed + 1), cache, on_eval=log)
+              if args.transfer else None)
     train_seconds = time.perf_counter() - t0
     eps = [float(e) for e in args.rl_eps.split(",")]
+    clean_random = None
+    if env != "cartpole":
+        from advlab.rl import rollout
+        from advlab.rl.envs import make_env
+
+        class Uniform(torch.nn.Module):  # the random-play reference: uniform random actions
+            def __init__(self, n: int) -> None:
+                super().__init__()
+                self.n = n
+                self.g = torch.Generator().manual_seed(args.seed)
+                self.w = torch.nn.Parameter(torch.zeros(1))
+
+            def forward(self, o: torch.Tensor) -> torch.Tensor:
+                return torch.rand((o.shape[0], self.n), generator=self.g)
+
+        e = make_env(env)
+        n_act = int(e.action_space.n)
+        e.close()
+        clean_random = rollout(Uniform(n_act), env, list(range(1_000, 1_000 + args.episodes))).mean_return
     seeds = list(range(1_000, 1_000 + args.episodes))
     t0 = time.perf_counter()
     curves = []
     for norm in args.norms.split(","):
-        c = return_vs_eps(target.q, "cartpole", seeds, eps, norm=norm, scale=target.obs_scale,
-                          source=source.q, generator=torch.Generator().manual_seed(args.seed))
+        e_norm = [float(v) for v in getattr(args, f"rl_eps_{norm}").split(",")] if getattr(
+            args, f"rl_eps_{norm}", None) else eps
+        c = return_vs_eps(target.q, env, seeds, e_norm, norm=norm, scale=target.obs_scale,
+                          source=source.q if source is not None else None,
+                          generator=torch.Generator().manual_seed(args.seed))
         curves.append(c.to_dict())
     seconds = time.perf_counter() - t0
-    print(f"\n### CartPole-v1 DQN, mean return over {args.episodes} seeded episodes, {seconds:.0f} s "
-          f"(training {train_seconds:.0f} s, 0 when cached)\n")
-    print("| norm | adversary | " + " | ".join(f"eps={e:g}" for e in eps) + " |")
-    print("|---" * (2 + len(eps)) + "|")
+    print(f"\n### {target.env} DQN (best greedy evaluation {target.eval_return:.2f}), mean return over "
+          f"{args.episodes} seeded episodes, {seconds:.0f} s (training {train_seconds:.0f} s, 0 when cached)"
+          + ("" if clean_random is None else f"; uniform random play: {clean_random:.2f}") + "\n")
+    dec = 0 if env == "cartpole" else 2
     for c in curves:
+        print("| norm | adversary | " + " | ".join(f"eps={e:g}" for e in c["eps"]) + " |")
+        print("|---" * (2 + len(c["eps"])) + "|")
         for key, label in (("attack_return", "FGSM"), ("attack_changed", "actions changed"),
-                           ("transfer_return", "FGSM transfer"), ("noise_return", "noise")):
-            fmt = (lambda v: f"{v:.0%}") if key.endswith("changed") else (lambda v: f"{v:.0f}")
+                           ("transfer_return", "FGSM transfer"), ("noise_return", "noise"),
+                           ("noise_changed", "actions changed by noise")):
+            if key not in c:
+                continue
+            fmt = (lambda v: f"{v:.0%}") if key.endswith("changed") else (lambda v: f"{v:.{dec}f}")
             print(f"| {c['norm']} | {label} | " + " | ".join(fmt(v) for v in c[key]) + " |")
-    return {"env": "CartPole-v1", "episodes": args.episodes, "episode_seeds": seeds, "eps": eps,
-            "eps_unit": "per-feature std of the attacked policy's observations",
-            "policy": target.to_dict(), "source": source.to_dict(), "curves": curves,
-            "seconds": seconds, "train_seconds": train_seconds}
+    unit = ("per-feature std of the attacked policy's observations" if env == "cartpole"
+            else "pixel range (observations in {0, 1})")
+    return {"env": target.env, "episodes": args.episodes, "episode_seeds": seeds, "eps": eps,
+            "eps_unit": unit, "random_play_return": clean_random,
+            "policy": target.to_dict(), "source": source.to_dict() if source is not None else None,
+            "curves": curves, "seconds": seconds, "train_seconds": train_seconds}
 
 
 def main() -> None:
@@ -118,6 +151,11 @@ def main() -> None:
     p.add_argument("--episodes", type=int, default=10)
     p.add_argument("--rl-eps", default="0,0.05,0.1,0.2,0.5,1")
     p.add_argument("--norms", default="linf,l2,l1", help="norms of the RL part")
+    p.add_argument("--env", default="cartpole", help="RL part: cartpole or seaquest (needs minatar)")
+    p.add_argument("--rl-eps-l2", default=None, help="RL budgets for L2 (default: --rl-eps)")
+    p.add_argument("--rl-eps-l1", default=None, help="RL budgets for L1 (default: --rl-eps)")
+    p.add_argument("--no-transfer", dest="transfer", action="store_false",
+                   help="RL part: skip training the second (transfer) policy")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data-dir", default=os.environ.get("ADVLAB_DATA", "/work/shared/data"))
     p.add_argument("--cache-dir", default=os.environ.get("ADVLAB_CACHE", "~/.cache/advlab"))

@@ -183,6 +183,9 @@ def test_bad_parameters_are_rejected(make, err, match):  # type: ignore[no-untyp
 @pytest.mark.parametrize("attack,match", [
     (EOT(samples=0), "samples"), (EOT(steps=0), "steps"), (EOT(loss="hinge"), "loss"),
     (EOT(transform="photo"), "Transform"), (ILLC(steps=0), "steps"),
+    (EOT(loss="cw", kappa=0), "kappa"), (EOT(kappa=5.0), "loss='cw' only"),
+    (EOT(average="median"), "average"), (EOT(schedule="linear"), "schedule"),
+    (EOT(select="last"), "select"),
 ])
 def test_bad_attack_settings_are_rejected(attack, match):  # type: ignore[no-untyped-def]
     model = nn.Sequential(nn.Flatten(), nn.Linear(16, 3)).eval()
@@ -280,6 +283,33 @@ def test_eot_survives_transformations_better_than_bim(digits_mlp, digits_test): 
     # measured: BIM 0.25 (15 of 60 destroyed), EOT 0.106 (5 of 47)
     assert rate["eot"] < 0.6 * rate["bim"], rate
     assert float(eot.info["expected_success"].mean()) > 0.5
+
+
+def test_eot_options_margin_logits_cosine_and_digital_first(digits_mlp, digits_test):  # type: ignore[no-untyped-def]
+    x, y = digits_test.subset(limit=60).tensors()
+    t = print_and_photograph()
+    threat = ThreatModel("linf", 0.1)
+
+    def run(**kw):  # type: ignore[no-untyped-def]
+        return EOT(transform=t, samples=4, steps=6, loss="cw", **kw)(
+            digits_mlp, x, y, threat=threat, generator=torch.Generator().manual_seed(0))
+
+    base = run()
+    again = run()
+    assert torch.equal(base.x_adv, again.x_adv)  # seeded
+    for kw in ({"kappa": 2.0}, {"average": "logits"}, {"schedule": "cosine"}):
+        r = run(**kw)
+        assert bool(threat.contains(r.x_adv, x).all())
+        assert not torch.equal(r.x_adv, base.x_adv), kw  # the option changes the iterates
+    assert run(schedule="cosine").info["step_size"] == base.info["step_size"]
+    # the same iterates ranked digital success first: never fewer digital successes
+    dig = run(select="digital_first")
+    assert int(dig.success.sum()) >= int(base.success.sum())
+    assert bool((dig.forwards > base.forwards).all())  # one clean forward per recorded iterate
+    # a clipped margin stops at kappa: the objective of copies already fooled by kappa is flat
+    logits = torch.tensor([[0.0, 5.0], [0.0, 1.0]])
+    from advlab.losses import cw_margin
+    assert cw_margin(logits, torch.tensor([0, 0]), kappa=2.0).tolist() == [2.0, 1.0]
 
 
 def test_destruction_experiment_table(digits_mlp, digits_test):  # type: ignore[no-untyped-def]

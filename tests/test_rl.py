@@ -178,3 +178,50 @@ def test_cli_rl_attack(tmp_path):  # type: ignore[no-untyped-def]
     assert len(list((tmp_path / "rl").iterdir())) == 2  # target and transfer source, cached
     bad = CliRunner().invoke(app, ["rl", "attack", "--episodes", "0", "--cache-dir", str(tmp_path)])
     assert isinstance(bad.exception, ValueError) and "episodes" in str(bad.exception)
+
+
+def test_seaquest_absent_gives_a_clear_install_message(monkeypatch):  # type: ignore[no-untyped-def]
+    import sys
+
+    from advlab.rl.envs import minatar_available
+
+    monkeypatch.setitem(sys.modules, "minatar", None)  # import fails as if not installed
+    monkeypatch.setitem(sys.modules, "minatar.gym", None)
+    assert not minatar_available()
+    with pytest.raises(ImportError, match="pip install --no-deps minatar"):
+        make_env("seaquest")
+
+
+def test_seaquest_env_policy_scale_and_attack():  # type: ignore[no-untyped-def]
+    pytest.importorskip("minatar")
+    from advlab.rl import default_config
+    from advlab.rl.dqn import bounded_scale
+
+    e = make_env("seaquest")
+    assert e.observation_space.shape == (1000,) and e.action_space.n == 6
+    o1, _ = e.reset(seed=5)
+    assert o1.dtype == "float32" and set(o1.tolist()) <= {0.0, 1.0} and o1.sum() > 0
+    o2, _ = make_env("seaquest").reset(seed=5)
+    assert (o1 == o2).all()
+    scale = bounded_scale(e.observation_space)
+    assert scale is not None and torch.equal(scale, torch.ones(1000))  # eps in pixel units
+    assert bounded_scale(make_env("cartpole").observation_space) is None  # unbounded velocities
+    assert default_config("seaquest").stop_return == math.inf
+    assert default_config("cartpole") == DQNConfig()
+    # a policy that only goes by the sub's row: down (4) when the sub is high, else fire (5)
+    q = nn.Linear(1000, 6)
+    with torch.no_grad():
+        q.weight.zero_()
+        q.bias.zero_()
+        q.bias[5] = 0.5
+        w = torch.zeros(10, 10, 10)
+        w[:4, :, 0] = 1.0  # channel 0 (the sub) in the top rows
+        q.weight[4] = w.flatten()
+    q.eval()
+    seeds = [0, 1, 2]
+    curve = return_vs_eps(q, "seaquest", seeds, [0.0, 0.6], norm="linf", scale=torch.ones(1000),
+                          generator=torch.Generator().manual_seed(0), max_steps=60)
+    d = curve.to_dict()
+    assert d["attack_changed"][0] == 0.0 and d["noise_changed"][0] == 0.0
+    assert d["attack_changed"][1] > 0.5  # FGSM flips the preferred action at most steps
+    assert d["attack_changed"][1] > d["noise_changed"][1]

@@ -115,10 +115,14 @@ def destruction_cmd(
 # ----------------------------------------------------------------------------- rl
 
 
-def _dqn_config(seed: int, steps: int | None):  # type: ignore[no-untyped-def]
-    from advlab.rl import DQNConfig
+def _dqn_config(env: str, seed: int, steps: int | None):  # type: ignore[no-untyped-def]
+    import dataclasses
 
-    cfg = DQNConfig(seed=seed) if steps is None else DQNConfig(seed=seed, total_steps=steps)
+    from advlab.rl import default_config
+
+    cfg = default_config(env, seed)
+    if steps is not None:
+        cfg = dataclasses.replace(cfg, total_steps=steps)
     cfg.validate()
     return cfg
 
@@ -127,15 +131,19 @@ def _policy(env: str, seed: int, steps: int | None, cache_dir: Path | None):  # 
     from advlab.rl import load_or_train
 
     cache = _cache(cache_dir) / "rl"
-    return load_or_train(env, _dqn_config(seed, steps), cache,
-                         on_eval=lambda s, r: console.print(f"[dim]seed {seed} step {s}: greedy return {r:.1f}[/]"))
+    try:
+        cfg = _dqn_config(env, seed, steps)
+        return load_or_train(env, cfg, cache,
+                             on_eval=lambda s, r: console.print(f"[dim]seed {seed} step {s}: greedy return {r:.1f}[/]"))
+    except ImportError as e:
+        raise UsageError(str(e)) from None
 
 
 @rl_app.command("train")
 def rl_train(
-    env: Annotated[str, typer.Option(help="cartpole (CartPole-v1) or another gymnasium id with vector observations.")] = "cartpole",
+    env: Annotated[str, typer.Option(help="cartpole (CartPole-v1), seaquest (MinAtar, optional package minatar) or another gymnasium id with vector observations.")] = "cartpole",
     seed: int = 0,
-    steps: Annotated[int | None, typer.Option(help="Environment steps (default 30000, stops early once solved).")] = None,
+    steps: Annotated[int | None, typer.Option(help="Environment steps (default: 30000 for CartPole, stops early once solved; 100000 for Seaquest).")] = None,
     cache_dir: CacheDir = None,
 ) -> None:
     """Train a DQN policy (seeded) and cache it under <cache>/rl; reuses the cache."""
@@ -147,13 +155,13 @@ def rl_train(
 
 @rl_app.command("attack")
 def rl_attack(
-    env: Annotated[str, typer.Option(help="cartpole or a gymnasium id.")] = "cartpole",
+    env: Annotated[str, typer.Option(help="cartpole, seaquest (needs minatar) or a gymnasium id.")] = "cartpole",
     seed: Annotated[int, typer.Option(help="Training seed of the attacked policy.")] = 0,
     source_seed: Annotated[int | None, typer.Option(help="Training seed of the adversary's own policy (transfer); none to skip.")] = 1,
     norms: Annotated[str, typer.Option(help="Comma-separated: linf, l2, l1.")] = "linf,l2,l1",
-    eps: Annotated[str, typer.Option(help="Comma-separated budgets, in units of each feature's std.")] = "0,0.05,0.1,0.2,0.5,1",
+    eps: Annotated[str, typer.Option(help="Comma-separated budgets, per feature in units of its std (CartPole) or of its range (Seaquest: pixels in [0, 1]).")] = "0,0.05,0.1,0.2,0.5,1",
     episodes: Annotated[int, typer.Option(help="Seeded episodes per point.")] = 10,
-    steps: Annotated[int | None, typer.Option(help="DQN training steps (default 30000).")] = None,
+    steps: Annotated[int | None, typer.Option(help="DQN training steps (default: 30000 CartPole, 100000 Seaquest).")] = None,
     out: Annotated[Path | None, typer.Option(help="Write the curves as JSON here.")] = None,
     cache_dir: CacheDir = None,
 ) -> None:
@@ -190,7 +198,7 @@ def rl_attack(
         console.print(table)
     seconds = time.perf_counter() - t0
     result = {"env": target.env, "seed": seed, "source_seed": source_seed, "episodes": episodes,
-              "episode_seeds": seeds, "eps_unit": "per-feature std of the attacked policy's observations",
+              "episode_seeds": seeds, "eps_unit": "per-feature obs_scale (CartPole: std of the policy's observations; MinAtar: pixel range)",
               "obs_scale": target.obs_scale.tolist(), "policy": target.to_dict(), "curves": curves,
               "seconds": seconds}
     if out is not None:

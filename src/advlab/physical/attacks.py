@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -16,7 +17,7 @@ from torch import nn
 from advlab.attacks.base import Attack, AttackResult
 from advlab.attacks.pgd import PGD
 from advlab.criteria import Criterion, TargetedMisclassification
-from advlab.losses import LOSSES
+from advlab.losses import LOSSES, cw_margin
 from advlab.physical.transforms import Transform, print_and_photograph
 from advlab.threat import ThreatModel
 
@@ -83,10 +84,22 @@ class EOT(Attack):
 
     The returned point per sample is the iterate at which the largest share of
     the ``samples`` transformed copies satisfied the criterion (ties: highest
-    mean objective); ``info["expected_success"]`` is that share. ``success``
-    is the criterion on the untransformed ``x_adv`` (the digital result), like
-    every other attack. ``passes`` counts forward+backward passes of single
-    images, i.e. ``samples`` per step.
+    mean objective); with ``select="digital_first"`` iterates that also fool
+    the model untransformed rank above those that do not (an adversarial
+    example is wanted both on screen and after printing).
+    ``info["expected_success"]`` is that share. ``success`` is the criterion
+    on the untransformed ``x_adv`` (the digital result), like every other
+    attack. ``passes`` counts forward+backward passes of single images, i.e.
+    ``samples`` per step.
+
+    Objective options: ``loss="cw"`` with a finite ``kappa`` maximises the
+    Carlini-Wagner margin clipped at ``kappa`` per transformed copy, so the
+    average stops rewarding copies that are already misclassified by a margin
+    of ``kappa`` and the gradient goes to the copies that still resist
+    (Carlini & Wagner 2017, the confidence of their loss ``f6``).
+    ``average="logits"`` takes the loss of the mean logits over the sampled
+    transformations instead of the mean of the per-copy losses.
+    ``schedule="cosine"`` anneals the step from ``step_size`` to 0.
 
     Args:
         transform: the distribution of transformations; default
@@ -97,17 +110,31 @@ class EOT(Attack):
         rel_step_size: step relative to eps; default ``2.5 / steps``.
         random_init: start from a uniform point in the ball.
         loss: ``"ce" | "cw" | "dlr"``.
+        kappa: clip of the CW margin (only with ``loss="cw"``); ``inf`` keeps
+            the plain margin.
+        average: ``"loss"`` (mean of per-copy losses, Athalye et al.) or
+            ``"logits"`` (loss of the mean logits).
+        schedule: ``"constant"`` or ``"cosine"`` step size.
+        select: ``"expected"`` (largest share of fooled transformed copies)
+            or ``"digital_first"`` (untransformed success first, then share).
 
     References:
         Athalye, Engstrom, Ilyas & Kwok, "Synthesizing Robust Adversarial
         Examples", ICML 2018 (arXiv:1707.07397, 2017).
         Athalye, Carlini & Wagner, "Obfuscated Gradients Give a False Sense of
         Security", ICML 2018 (BPDA for the non-differentiable transforms).
+        Carlini & Wagner, "Towards Evaluating the Robustness of Neural
+        Networks", IEEE S&P 2017 (the margin loss with confidence ``kappa``).
     """
+
+    AVERAGES = ("loss", "logits")
+    SCHEDULES = ("constant", "cosine")
+    SELECTS = ("expected", "digital_first")
 
     def __init__(self, transform: Transform | None = None, samples: int = 8, steps: int = 20,
                  step_size: float | None = None, rel_step_size: float | None = None,
-                 random_init: bool = False, loss: str = "ce") -> None:
+                 random_init: bool = False, loss: str = "ce", kappa: float = float("inf"),
+                 average: str = "loss", schedule: str = "constant", select: str = "expected") -> None:
         self.transform = transform
         self.samples = samples
         self.steps = steps
@@ -115,6 +142,10 @@ class EOT(Attack):
         self.rel_step_size = rel_step_size
         self.random_init = random_init
         self.loss = loss
+        self.kappa = kappa
+        self.average = average
+        self.schedule = schedule
+        self.select = select
 
     def settings(self) -> dict[str, Any]:
         out = super().settings()
@@ -133,6 +164,14 @@ class EOT(Attack):
             raise ValueError(f"rel_step_size must be >= 0, got {self.rel_step_size}")
         if self.loss not in LOSSES:
             raise ValueError(f"unknown loss {self.loss!r}; use one of {sorted(LOSSES)}")
+        if isinstance(self.kappa, bool) or not isinstance(self.kappa, (int, float)) or not self.kappa > 0:
+            raise ValueError(f"kappa must be a number > 0 (inf: no clipping), got {self.kappa!r}")
+        if self.kappa != float("inf") and self.loss != "cw":
+            raise ValueError(f"kappa applies to loss='cw' only, got loss={self.loss!r}")
+        for name, allowed in (("average", self.AVERAGES), ("schedule", self.SCHEDULES),
+                              ("select", self.SELECTS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"unknown {name} {getattr(self, name)!r}; use one of {list(allowed)}")
         t = self.transform if self.transform is not None else print_and_photograph()
         if not isinstance(t, Transform):
             raise TypeError(f"transform must be an advlab.physical Transform, got {type(t).__name__}")
@@ -153,14 +192,23 @@ class EOT(Attack):
             alpha = float(rel) * eps
         crit_rep = criterion[torch.arange(n, device=x.device).repeat_interleave(k)]
 
+        def objective(logits: torch.Tensor, crit: Criterion) -> torch.Tensor:
+            if self.loss == "cw":
+                return cw_margin(logits, crit.classes, crit.targeted, float(self.kappa))
+            return crit.loss(logits, self.loss)
+
         def expected(xa: torch.Tensor, grad: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
             """Share of successful transformed copies, mean objective, gradient."""
             xg = xa.detach().requires_grad_(grad)
             with torch.set_grad_enabled(grad):
                 rep = ((xg - lo) / (hi - lo)).repeat_interleave(k, dim=0)
                 logits = model(transform(rep, generator) * (hi - lo) + lo)
-                obj = crit_rep.loss(logits, self.loss)
-                g = torch.autograd.grad(obj.sum() / k, xg)[0] if grad else None
+                obj = objective(logits, crit_rep)
+                if self.average == "logits":
+                    target = objective(logits.view(n, k, -1).mean(1), criterion).sum()
+                else:
+                    target = obj.sum() / k
+                g = torch.autograd.grad(target, xg)[0] if grad else None
             succ = crit_rep.is_success(logits.detach()).float().view(n, k).mean(1)
             return succ, obj.detach().view(n, k).mean(1), g
 
@@ -171,12 +219,19 @@ class EOT(Attack):
             xa = x.clone()
         best_x = x.clone()
         best_share = torch.full((n,), -1.0, dtype=x.dtype, device=x.device)
+        best_digital = torch.zeros(n, dtype=torch.bool, device=x.device)
         best_obj = torch.full((n,), float("-inf"), dtype=x.dtype, device=x.device)
         passes = torch.zeros(n, dtype=torch.long, device=x.device)
         forwards = torch.zeros(n, dtype=torch.long, device=x.device)
 
         def record(xa: torch.Tensor, share: torch.Tensor, obj: torch.Tensor) -> None:
             better = (share > best_share) | ((share == best_share) & (obj > best_obj))
+            if self.select == "digital_first":
+                with torch.no_grad():
+                    digital = criterion.is_success(model(xa))
+                forwards.add_(1)
+                better = (digital & ~best_digital) | ((digital == best_digital) & better)
+                best_digital[better] = digital[better]
             best_x[better] = xa[better]
             best_share[better] = share[better]
             best_obj[better] = obj[better]
@@ -187,8 +242,11 @@ class EOT(Attack):
             passes += k
             if t > 0 or (self.random_init and eps > 0):
                 record(xa, share, obj)
+            a = alpha
+            if self.schedule == "cosine":
+                a = alpha * 0.5 * (1.0 + math.cos(math.pi * t / self.steps))
             with torch.no_grad():
-                xa = xa + alpha * norm.normalize_grad(grad)
+                xa = xa + a * norm.normalize_grad(grad)
                 xa = torch.clamp(x + norm.project(xa - x, eps), lo, hi)
         with torch.no_grad():
             share, obj, _ = expected(xa, False)

@@ -22,18 +22,19 @@ from advlab.rl.dqn import (
     DQNConfig,
     QNetwork,
     TrainedPolicy,
+    default_config,
     load_or_train,
     load_policy,
     observation_scale,
     save_policy,
     train_dqn,
 )
-from advlab.rl.envs import ENVIRONMENTS, make_env, resolve_env_id
+from advlab.rl.envs import ENVIRONMENTS, make_env, minatar_available, resolve_env_id
 from advlab.rl.episodes import EpisodeStats, rollout
 
 __all__ = [
     "ObservationAttack", "ReturnCurve", "ScaledPolicy", "random_perturbation", "return_vs_eps",
-    "DQNConfig", "QNetwork", "TrainedPolicy", "load_or_train", "load_policy", "observation_scale",
-    "save_policy", "train_dqn", "ENVIRONMENTS", "make_env", "resolve_env_id", "EpisodeStats",
-    "rollout",
+    "DQNConfig", "QNetwork", "TrainedPolicy", "default_config", "load_or_train", "load_policy",
+    "observation_scale", "save_policy", "train_dqn", "ENVIRONMENTS", "make_env", "minatar_available",
+    "resolve_env_id", "EpisodeStats", "rollout",
 ]

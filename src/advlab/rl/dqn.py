@@ -23,7 +23,7 @@ from advlab.rl.envs import make_env, resolve_env_id
 from advlab.rl.episodes import rollout, single_thread
 
 __all__ = ["QNetwork", "DQNConfig", "TrainedPolicy", "train_dqn", "load_or_train", "save_policy",
-           "load_policy", "observation_scale"]
+           "load_policy", "observation_scale", "default_config"]
 
 log = logging.getLogger(__name__)
 
@@ -115,8 +115,10 @@ class TrainedPolicy:
         env: gymnasium id.
         config: training settings.
         eval_return: mean greedy return of the kept weights at their evaluation.
-        obs_scale: per-feature standard deviation of observations seen by the
-            greedy policy (the unit of the attack's eps).
+        obs_scale: the unit of the attack's eps per feature: the observation
+            range ``high - low`` when the environment bounds every feature
+            (MinAtar: 1), else the standard deviation of the observations seen
+            by the greedy policy (CartPole).
         history: ``(step, mean greedy return)`` evaluations during training.
         seconds: training time (``0`` when loaded from the cache).
     """
@@ -133,6 +135,35 @@ class TrainedPolicy:
         return {"env": self.env, "config": asdict(self.config), "eval_return": self.eval_return,
                 "obs_scale": self.obs_scale.tolist(), "history": self.history,
                 "seconds": self.seconds}
+
+
+def default_config(env: str, seed: int = 0) -> DQNConfig:
+    """The DQN settings used for ``env`` by the CLI, the lecture and the bench.
+
+    CartPole-v1: :class:`DQNConfig` defaults. MinAtar Seaquest: 100,000 steps
+    (one update of 32 transitions every 4 steps, as in Mnih et al.) of an MLP
+    with one hidden layer of 256 on the flattened 10 x 10 x 10 frame,
+    exploration decayed over the first half, no early stop. This is a tiny fraction of the 5 million frames of
+    Young & Tian's MinAtar DQN; the policy is weak but clearly better than
+    random play.
+    """
+    env_id = resolve_env_id(env)
+    if env_id.startswith("MinAtar/"):
+        return DQNConfig(total_steps=100_000, hidden=(256,), lr=2.5e-4, batch_size=32,
+                         buffer_size=100_000, learning_starts=5_000, train_every=4, target_update=1_000,
+                         eps_end=0.05, eps_fraction=0.5, eval_every=10_000, eval_episodes=10,
+                         stop_return=math.inf, seed=seed)
+    return DQNConfig(seed=seed)
+
+
+def bounded_scale(space: Any) -> torch.Tensor | None:
+    """``high - low`` of a Box observation space whose every bound is finite and
+    moderate (pixel-like observations: eps is then a fraction of the range), else None."""
+    low, high = np.asarray(space.low, np.float64), np.asarray(space.high, np.float64)
+    bounds = np.r_[low.ravel(), high.ravel()]
+    if not np.isfinite(bounds).all() or float(np.abs(bounds).max()) > 1e6:
+        return None
+    return torch.as_tensor(high - low, dtype=torch.float32).clamp_min(1e-3)
 
 
 def observation_scale(policy: nn.Module, env: str, seeds: list[int]) -> torch.Tensor:
@@ -180,6 +211,7 @@ def _train_dqn(env_id: str, cfg: DQNConfig,
         spec = getattr(e, "spec", None)
         stop = spec.reward_threshold if spec is not None and spec.reward_threshold is not None else math.inf
     obs_dim, n_act = int(e.observation_space.shape[0]), int(e.action_space.n)
+    range_scale = bounded_scale(e.observation_space)
     q = QNetwork(obs_dim, n_act, tuple(cfg.hidden), generator=g)
     target = copy.deepcopy(q)
     opt = torch.optim.Adam(q.parameters(), lr=cfg.lr)
@@ -240,7 +272,7 @@ def _train_dqn(env_id: str, cfg: DQNConfig,
     e.close()
     q.load_state_dict(best_state)
     q.eval()
-    scale = observation_scale(q, env_id, eval_seeds[:3])
+    scale = range_scale if range_scale is not None else observation_scale(q, env_id, eval_seeds[:3])
     return TrainedPolicy(q=q, env=env_id, config=cfg, eval_return=best_ret, obs_scale=scale,
                          history=history, seconds=time.perf_counter() - t0)
 

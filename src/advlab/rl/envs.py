@@ -1,13 +1,24 @@
-"""Environments through gymnasium (imported lazily: ``pip install gymnasium``)."""
+"""Environments through gymnasium (imported lazily: ``pip install gymnasium``).
+
+``"cartpole"`` is gymnasium's CartPole-v1. ``"seaquest"`` is MinAtar's Seaquest
+(Young & Tian 2019; optional, ``pip install --no-deps minatar``: the game needs
+only numpy, its other requirements serve its GUI), a 10 x 10 miniature of the
+Atari game with 10 binary object channels; it is flattened to a vector of
+1000 values in ``{0, 1}`` and capped at :data:`MINATAR_MAX_STEPS` steps.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["ENVIRONMENTS", "make_env", "resolve_env_id"]
+__all__ = ["ENVIRONMENTS", "MINATAR_MAX_STEPS", "make_env", "resolve_env_id", "minatar_available"]
 
 #: short names accepted everywhere an environment id is
-ENVIRONMENTS: dict[str, str] = {"cartpole": "CartPole-v1"}
+ENVIRONMENTS: dict[str, str] = {"cartpole": "CartPole-v1", "seaquest": "MinAtar/Seaquest-v1"}
+
+#: episode cap of the MinAtar games (MinAtar itself has none; a policy that keeps
+#: surfacing for oxygen could otherwise play forever)
+MINATAR_MAX_STEPS = 2_000
 
 
 def resolve_env_id(name: str) -> str:
@@ -17,12 +28,41 @@ def resolve_env_id(name: str) -> str:
     return ENVIRONMENTS.get(name.lower(), name)
 
 
+def minatar_available() -> bool:
+    """Whether the optional ``minatar`` package can be imported."""
+    try:
+        import minatar  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _make_minatar(gym: Any, env_id: str) -> Any:
+    import logging
+
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # minatar logs a warning when seaborn (GUI only) is absent
+    try:
+        import minatar.gym as mgym
+    except ImportError as e:
+        raise ImportError(f"{env_id} needs the optional package minatar: "
+                          "pip install --no-deps minatar (only numpy is needed to play)") from e
+    finally:
+        root.setLevel(level)
+    if env_id not in gym.registry:
+        mgym.register_envs()
+    env = gym.make(env_id, max_episode_steps=MINATAR_MAX_STEPS)
+    env = gym.wrappers.FlattenObservation(env)
+    return gym.wrappers.DtypeObservation(env, "float32")
+
+
 def make_env(name: str) -> Any:
     """A gymnasium environment with a flat, vector observation and discrete actions.
 
     Raises:
         ValueError: unknown id, or an environment whose spaces are not supported.
-        ImportError: gymnasium is not installed.
+        ImportError: gymnasium (or, for MinAtar games, minatar) is not installed.
     """
     try:
         import gymnasium as gym
@@ -30,7 +70,7 @@ def make_env(name: str) -> Any:
         raise ImportError("advlab.rl needs gymnasium: pip install 'gymnasium>=0.29'") from e
     env_id = resolve_env_id(name)
     try:
-        env = gym.make(env_id)
+        env = _make_minatar(gym, env_id) if env_id.startswith("MinAtar/") else gym.make(env_id)
     except gym.error.Error as e:
         raise ValueError(f"unknown environment {name!r} ({e}); try one of {sorted(ENVIRONMENTS)}") from None
     if not isinstance(env.action_space, gym.spaces.Discrete):
