@@ -286,11 +286,22 @@ def test_unknown_lecture_section(run_main: Callable[..., Outcome], tmp_path: Pat
 
 
 def test_missing_data_without_download(run_main: Callable[..., Outcome], tmp_path: Path) -> None:
-    # train/eval/attack have no --no-download; the lecture has one (and falls back to digits
-    # for mnist), so cifar10 is the missing dataset here.
+    # the lecture falls back to digits for mnist, so cifar10 is the missing dataset here
     res = run_main("lecture", "--dataset", "cifar10", "--no-download",
                    "--data-dir", str(tmp_path / "nonexistent"), "--out", "R")
     _usage_error(res, "CIFAR", "not found", "download=False")
+
+
+@pytest.mark.parametrize("cmd", [["train", "--out", "x"], ["eval", "x"], ["attack", "x"]])
+def test_no_download_on_train_eval_attack(run_main: Callable[..., Outcome], tmp_path: Path,
+                                          cmd: list[str], trained: tuple[Path, str]) -> None:
+    args = list(cmd)
+    if cmd[0] != "train":
+        args[1] = str(trained[0])
+    res = run_main(*args, "--dataset", "mnist", "--no-download",
+                   "--data-dir", str(tmp_path / "nonexistent"))
+    _usage_error(res, "MNIST", "not found", "download=False")
+    assert not (tmp_path / "x").exists()
 
 
 def test_missing_mnist_and_download_fails(run_main: Callable[..., Outcome],

@@ -168,6 +168,7 @@ def train(
     curve_steps: Annotated[int, typer.Option(help="PGD steps for the learning curves.")] = 10,
     data_dir: DataDir = None,
     cache_dir: CacheDir = None,
+    download: Annotated[bool, typer.Option(help="Download the dataset if it is not found locally.")] = True,
 ) -> None:
     """Train a model (optionally adversarially) and write a checkpoint after every epoch."""
     from advlab.cli import cmd_defenses as cd
@@ -203,8 +204,8 @@ def train(
 
     rank, world, device = cd.init_distributed()
     try:
-        train_ds = _load_data(dataset, "train", data_dir, cache_dir, limit, classes)
-        test_ds = _load_data(dataset, "test", data_dir, cache_dir, None, classes)
+        train_ds = _load_data(dataset, "train", data_dir, cache_dir, limit, classes, download)
+        test_ds = _load_data(dataset, "test", data_dir, cache_dir, None, classes, download)
         images, targets, unlabeled = train_ds.images, train_ds.labels, None
         if labels is not None:
             chosen = cd.select_labeled(targets, labels, train_ds.num_classes,
@@ -279,12 +280,13 @@ AttackOpt = Annotated[str, typer.Option(help="fgsm, bim, pgd, apgd, apgd-t, cw, 
 
 
 def _common_eval(checkpoint: str, dataset: str, split: str, limit: int | None, classes: str | None,
-                 data_dir: Path | None, cache_dir: Path | None):  # type: ignore[no-untyped-def]
+                 data_dir: Path | None, cache_dir: Path | None,
+                 download: bool = True):  # type: ignore[no-untyped-def]
     net = _load_model(checkpoint)
     meta = getattr(net, "advlab_meta", {})
     if classes is None and meta.get("classes"):
         classes = ",".join(str(c) for c in meta["classes"])
-    ds = _load_data(dataset, split, data_dir, cache_dir, limit, classes)
+    ds = _load_data(dataset, split, data_dir, cache_dir, limit, classes, download)
     return net, ds
 
 
@@ -312,6 +314,7 @@ def eval_cmd(
     out: Annotated[Path | None, typer.Option(help="Write results JSON here.")] = None,
     data_dir: DataDir = None,
     cache_dir: CacheDir = None,
+    download: Annotated[bool, typer.Option(help="Download the dataset if it is not found locally.")] = True,
     attacks: Annotated[str | None, typer.Option(help="Worst case over a cascade: standard, fast or a list such as fgsm,apgd-ce,apgd-t,square (replaces --attack).")] = None,
     state: Annotated[Path | None, typer.Option(help="Resumable state file for --attacks: rerun after Ctrl-C or kill to continue.")] = None,
 ) -> None:
@@ -319,7 +322,7 @@ def eval_cmd(
     from advlab.evaluation import accuracy_vs_eps, evaluate
     from advlab.threat import ThreatModel
 
-    net, ds = _common_eval(checkpoint, dataset, split, limit, classes, data_dir, cache_dir)
+    net, ds = _common_eval(checkpoint, dataset, split, limit, classes, data_dir, cache_dir, download)
     threat = ThreatModel(norm, eps)
     if attacks:  # issue 3: the cascade lives in cmd_evaluation
         from advlab.cli.cmd_evaluation import run_cascade_eval
@@ -380,6 +383,7 @@ def attack_cmd(
     seed: int = 0,
     data_dir: DataDir = None,
     cache_dir: CacheDir = None,
+    download: Annotated[bool, typer.Option(help="Download the dataset if it is not found locally.")] = True,
 ) -> None:
     """Craft adversarial examples, save them (uint8 + labels + predictions) and a grid image."""
     from safetensors.torch import save as st_save
@@ -391,7 +395,7 @@ def attack_cmd(
     from advlab.reporting import figures
     from advlab.threat import ThreatModel
 
-    net, ds = _common_eval(checkpoint, dataset, split, limit, classes, data_dir, cache_dir)
+    net, ds = _common_eval(checkpoint, dataset, split, limit, classes, data_dir, cache_dir, download)
     threat = ThreatModel(norm, eps)
     atk = _make_attack(attack, steps, step_size, rel_step_size, restarts, random_init, False, loss)
     x, y = ds.tensors()
