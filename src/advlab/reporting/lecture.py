@@ -95,7 +95,8 @@ class LectureContext:
         """The trained model ``name`` (a key of :data:`MODEL_RECIPES`), trained once and cached.
 
         A recipe is a dict with ``settings`` (model settings), ``full``/``quick``
-        (TrainConfig fields; with ``lr_schedule`` a ScheduledTrainConfig), ``quick_limit`` (training examples in quick mode) and
+        (TrainConfig fields; with ``lr_schedule`` a ScheduledTrainConfig), ``quick_limit``
+        (training examples in quick mode) and
         optionally ``model`` (registry name, default: the key), ``classes`` (class
         filter, relabelled), ``objective`` (a zero-argument factory returning a
         training objective, e.g. adversarial training) and ``limit`` (training
