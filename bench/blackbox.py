@@ -52,9 +52,15 @@ def _ctx(data_dir: str) -> LectureContext:
 
 
 def _substitute(kind: str, shape: tuple[int, ...], seed: int) -> torch.nn.Module:
+    """mlp: 2x200; cnn: small CNN (16/32 ch, fc 128); madry: the oracle's architecture
+    (conv 32/64, fc 1024, freshly initialised); strided: Wong et al.'s strided CNN."""
     torch.manual_seed(seed)
     if kind == "mlp":
         return create_model("mlp", in_shape=list(shape), num_classes=10, hidden=(200, 200))
+    if kind == "madry":
+        return create_model("cnn", in_shape=list(shape), num_classes=10)
+    if kind == "strided":
+        return create_model("strided-cnn", in_shape=list(shape), num_classes=10)
     return create_model("cnn", in_shape=list(shape), num_classes=10, channels=(16, 32), fc=128)
 
 
@@ -64,13 +70,24 @@ def run_blackbox(oracle: Any, name: str, x_seed: torch.Tensor, x_eval: torch.Ten
     threat = ThreatModel("linf", args.eps)
     atk = SubstituteAttack(substitute_epochs=args.rho, augmentation_step=0.1, sign_period=3,
                            train_epochs=args.train_epochs, max_queries=args.max_queries)
+    fgsm = FGSM(loss=args.craft_loss)
 
     def cb(rnd: int, s: SubstituteAttack) -> dict[str, Any]:
-        r = s.evaluate(eval_oracle, x_eval, y_eval, threat, with_true_labels=True)
+        r = s.evaluate(eval_oracle, x_eval, y_eval, threat, attack=fgsm, with_true_labels=True)
         print(f"[{name}] round {rnd}: {s.queries_} queries, train set {s.train_x_.shape[0]}, oracle "
               f"misclassification {r['oracle_misclassification']:.2%} (crafted with true labels: "
               f"{r['oracle_misclassification_true_labels']:.2%})", file=sys.stderr)
-        return {k: v for k, v in r.items() if k != "threat"}
+        out = {k: v for k, v in r.items() if k != "threat"}
+        if rnd == args.rho - 1:  # extra rows on the final substitute (evaluation queries only)
+            extra = {"FGSM-" + other: FGSM(loss=other) for other in ("ce", "cw") if other != args.craft_loss}
+            extra["PGD-10 (no random start)"] = PGD(steps=10, random_init=False)
+            out["final_extra_attacks"] = {}
+            for key, a in extra.items():
+                e = s.evaluate(eval_oracle, x_eval, y_eval, threat, attack=a)
+                out["final_extra_attacks"][key] = e["oracle_misclassification"]
+                print(f"[{name}] final substitute, {key}: oracle misclassification "
+                      f"{e['oracle_misclassification']:.2%}", file=sys.stderr)
+        return out
 
     t0 = time.perf_counter()
     served: dict[str, Any] = {}
@@ -88,6 +105,7 @@ def run_blackbox(oracle: Any, name: str, x_seed: torch.Tensor, x_eval: torch.Ten
                 generator=torch.Generator().manual_seed(args.seed), callback=cb)
     return {"oracle": name, "queries": atk.queries_, "history": atk.history_, "final": atk.history_[-1],
             "seconds": time.perf_counter() - t0, "settings": atk.settings(), "substitute": args.substitute,
+            "craft_attack": fgsm.settings(),
             "http": served or None}
 
 
@@ -242,7 +260,10 @@ def main() -> None:
     p.add_argument("--rho", type=int, default=7, help="substitute epochs (7 rounds: 150..6400 queries)")
     p.add_argument("--max-queries", type=int, default=6400)
     p.add_argument("--train-epochs", type=int, default=10)
-    p.add_argument("--substitute", choices=["mlp", "cnn"], default="mlp")
+    p.add_argument("--substitute", choices=["mlp", "cnn", "madry", "strided"], default="mlp",
+                   help="cnn: small CNN; madry: the oracle's architecture, fresh weights")
+    p.add_argument("--craft-loss", choices=["ce", "cw"], default="ce",
+                   help="FGSM objective on the substitute: cross-entropy or the logit margin")
     p.add_argument("--http", action="store_true", help="query the CNN through advlab's HTTP API")
     p.add_argument("--cnn-only", action="store_true")
     p.add_argument("--adv-checkpoint", default=None, help="an adversarially trained model to attack too")

@@ -243,3 +243,51 @@ def test_torch_classifier_restores_mode_and_source_method(trained_softmax):  # t
     with pytest.raises(TypeError):
         source_method(object())
     assert isinstance(trained_softmax, nn.Module)
+
+
+# ----------------------------------------------------------------------------- MI-FGSM
+
+
+def _reference_mifgsm(model, x, y, eps, steps, mu):  # type: ignore[no-untyped-def]
+    """Dong et al. 2018, Algorithm 1, written out directly (Linf, cross-entropy)."""
+    alpha, g, xa = eps / steps, torch.zeros_like(x), x.clone()
+    for _ in range(steps):
+        xg = xa.clone().requires_grad_(True)
+        loss = nn.functional.cross_entropy(model(xg), y, reduction="sum")
+        (grad,) = torch.autograd.grad(loss, xg)
+        g = mu * g + grad / grad.abs().sum(dim=(1, 2, 3), keepdim=True)
+        xa = torch.min(torch.max(xa + alpha * g.sign(), x - eps), x + eps).clamp(0, 1).detach()
+    return xa
+
+
+@pytest.mark.parametrize("mu", [0.0, 1.0])
+def test_mifgsm_matches_the_algorithm_and_respects_the_ball(trained_softmax, data, mu):  # type: ignore[no-untyped-def]
+    from advlab.attacks.momentum import MIFGSM
+
+    _, _, xt, yt = data
+    x, y = xt[:40], yt[:40]
+    threat = ThreatModel("linf", 0.2)
+    r = MIFGSM(steps=5, decay=mu)(trained_softmax, x, y, threat=threat)
+    ref = _reference_mifgsm(trained_softmax, x, y, 0.2, 5, mu)
+    assert torch.allclose(r.x_adv, ref, atol=1e-6)
+    assert float((r.x_adv - x).abs().amax()) <= 0.2 + 1e-6
+    assert r.x_adv.min() >= 0 and r.x_adv.max() <= 1
+    with torch.no_grad():
+        assert torch.equal(r.success, trained_softmax(r.x_adv).argmax(1) != y)
+    assert r.success_rate > 0.5
+    assert torch.equal(r.passes, torch.full((40,), 5))
+
+
+def test_mifgsm_momentum_changes_the_path_and_validates(trained_softmax, data):  # type: ignore[no-untyped-def]
+    from advlab.attacks.momentum import MIFGSM
+
+    _, _, xt, yt = data
+    threat = ThreatModel("linf", 0.2)
+    a = MIFGSM(steps=8, decay=1.0)(trained_softmax, xt[:40], yt[:40], threat=threat).x_adv
+    b = MIFGSM(steps=8, decay=0.0)(trained_softmax, xt[:40], yt[:40], threat=threat).x_adv
+    assert not torch.equal(a, b)
+    l2 = MIFGSM(steps=4)(trained_softmax, xt[:10], yt[:10], threat=ThreatModel("l2", 1.0))
+    assert float(l2.distance.max()) <= 1.0 + 1e-5
+    for bad in ({"steps": 0}, {"decay": -1.0}, {"loss": "nope"}, {"step_size": -0.1}):
+        with pytest.raises(ValueError):
+            MIFGSM(**bad)(trained_softmax, xt[:2], yt[:2], threat=threat)  # type: ignore[arg-type]

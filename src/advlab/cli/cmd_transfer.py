@@ -76,7 +76,11 @@ def _attack(name: str, steps: int) -> Any:
         return FGSM()
     if name == "pgd":
         return PGD(steps=steps, random_init=False)
-    raise UsageError(f"--attack must be fgsm or pgd, got {name!r}")
+    if name in ("mifgsm", "mi-fgsm"):
+        from advlab.attacks.momentum import MIFGSM
+
+        return MIFGSM(steps=steps)
+    raise UsageError(f"--attack must be fgsm, pgd or mifgsm, got {name!r}")
 
 
 @transfer_app.command("matrix")
@@ -170,8 +174,9 @@ def ensemble_cmd(
     train_limit: int = 20000,
     n: int = 500,
     eps: float = 0.3,
-    attack: str = "pgd",
+    attack: Annotated[str, typer.Option(help="fgsm, pgd or mifgsm (momentum, Dong et al. 2018).")] = "pgd",
     steps: int = 10,
+    combine: Annotated[str, typer.Option(help="Ensemble fusion: prob (Liu et al.) or logits.")] = "prob",
     epochs: int = 2,
     seed: int = 0,
     out: Path = Path("runs/transfer_ensemble.json"),
@@ -196,9 +201,12 @@ def ensemble_cmd(
     ho_name, ho = _family(held_out, train.images[half:2 * half], train.labels[half:2 * half], train.shape,
                           train.num_classes, epochs, seed + 100)
     x, y = test.tensors()
+    if combine not in ("prob", "logits"):
+        raise UsageError(f"--combine must be prob or logits, got {combine!r}")
     r = ensemble_transfer(mem, ho, x, y, ThreatModel("linf", eps), attack=_attack(attack, steps),
-                          generator=torch.Generator().manual_seed(seed), held_out_name=f"held-out {ho_name}")
-    d = {**r.to_dict(), "dataset": dataset, "train_limit": train_limit, "target": 0.95}
+                          generator=torch.Generator().manual_seed(seed), held_out_name=f"held-out {ho_name}",
+                          combine=combine)
+    d = {**r.to_dict(), "dataset": dataset, "train_limit": train_limit, "combine": combine, "target": 0.95}
     _write_json(out, d)
     out_console.print(json.dumps(d, default=str))
 
@@ -253,7 +261,9 @@ def blackbox_cmd(
     sign_period: Annotated[int, typer.Option("--tau", help="The step's sign flips every tau rounds.")] = 3,
     train_epochs: Annotated[int, typer.Option(help="Substitute training epochs per round.")] = 10,
     max_queries: Annotated[int | None, typer.Option(help="Stop asking for labels beyond this many.")] = 6400,
-    substitute: Annotated[str, typer.Option(help="Substitute architecture: mlp (2x200) or cnn (small).")] = "mlp",
+    substitute: Annotated[str, typer.Option(help="Substitute architecture: mlp (2x200), cnn (small: 16/32 ch, fc 128), "
+                                            "madry (conv 32/64, fc 1024) or strided (strided-cnn).")] = "mlp",
+    craft_loss: Annotated[str, typer.Option(help="FGSM objective on the substitute: ce or cw (logit margin).")] = "ce",
     eps: float = 0.3,
     n_eval: Annotated[int, typer.Option(help="Test images (after the seed images) to evaluate on.")] = 1000,
     eval_every_round: Annotated[bool, typer.Option(help="Measure oracle misclassification after every round (2 oracle queries per image, counted apart).")] = True,
@@ -294,14 +304,23 @@ def blackbox_cmd(
     elif substitute == "cnn":
         sub = create_model("cnn", in_shape=list(test.shape), num_classes=test.num_classes,
                            channels=(16, 32), fc=128)
+    elif substitute == "madry":
+        sub = create_model("cnn", in_shape=list(test.shape), num_classes=test.num_classes)
+    elif substitute == "strided":
+        sub = create_model("strided-cnn", in_shape=list(test.shape), num_classes=test.num_classes)
     else:
-        raise UsageError(f"--substitute must be mlp or cnn, got {substitute!r}")
+        raise UsageError(f"--substitute must be mlp, cnn, madry or strided, got {substitute!r}")
+    if craft_loss not in ("ce", "cw"):
+        raise UsageError(f"--craft-loss must be ce or cw, got {craft_loss!r}")
+    from advlab.attacks import FGSM
+
+    fgsm = FGSM(loss=craft_loss)
 
     def callback(rnd: int, s: SubstituteAttack) -> dict[str, Any]:
         last = rnd == substitute_epochs - 1
         if not (eval_every_round or last):
             return {}
-        r = s.evaluate(eval_orc, x_eval, y_eval, threat)
+        r = s.evaluate(eval_orc, x_eval, y_eval, threat, attack=fgsm)
         console.print(f"round {rnd}: {s.queries_} queries, oracle misclassifies "
                       f"{r['oracle_misclassification']:.2%} of the substitute's FGSM examples")
         return r
@@ -309,7 +328,7 @@ def blackbox_cmd(
     t0 = time.perf_counter()
     atk.fit(orc, x_seed, sub, generator=torch.Generator().manual_seed(seed), callback=callback)
     d = {"oracle": oracle, "dataset": dataset, "settings": atk.settings(), "substitute": substitute,
-         "queries": atk.queries_, "history": atk.history_, "final": atk.history_[-1],
+         "craft_attack": fgsm.settings(), "queries": atk.queries_, "history": atk.history_, "final": atk.history_[-1],
          "seconds": time.perf_counter() - t0, "seed": seed,
          "published": {"rate": 0.8424, "queries": 6400, "source": "Papernot et al. 2017, MetaMind"}}
     _write_json(out, d)
