@@ -86,7 +86,28 @@ def physical_section(ctx: LectureContext) -> Section:
     return Section("physical", "", data=data, figures=figures)
 
 
-@section("rlpolicy", "Adversarial attacks on neural network policies (CartPole)")
+def _seaquest(ctx: LectureContext, cache: Any) -> dict[str, Any] | None:
+    """The MinAtar Seaquest part (full runs only, when the optional package minatar is installed)."""
+    from advlab.rl import default_config, load_or_train, minatar_available, return_vs_eps, rollout
+
+    if ctx.quick or not minatar_available():
+        return None
+    ctx.progress("MinAtar Seaquest DQN policies (about 2.5 min each on first use, then cached)")
+    target = load_or_train("seaquest", default_config("seaquest", ctx.seed), cache)
+    source = load_or_train("seaquest", default_config("seaquest", ctx.seed + 1), cache)
+    seeds = list(range(1_000, 1_020))
+    eps = [0.0, 0.01, 0.02, 0.05, 0.1, 0.2]
+    c = return_vs_eps(target.q, "seaquest", seeds, eps, norm="linf", scale=target.obs_scale,
+                      source=source.q, generator=ctx.generator()).to_dict()
+    fig = figs.return_curves([c], f"MinAtar Seaquest DQN: mean return over {len(seeds)} seeded episodes")
+    fig.axes[0].set_xlabel("eps (linf, in pixel units; frames are 0/1)", fontsize=8)
+    return {"episodes": len(seeds), "eps": eps, "curve": c, "train_return": target.eval_return,
+            "steps": target.config.total_steps,
+            "source_clean": rollout(source.q, "seaquest", seeds).mean_return,
+            "figure": figure_to_data_uri(fig)}
+
+
+@section("rlpolicy", "Adversarial attacks on neural network policies (CartPole, MinAtar Seaquest)")
 def rl_section(ctx: LectureContext) -> Section:
     try:
         from advlab.rl import DQNConfig, ObservationAttack, load_or_train, return_vs_eps, rollout
@@ -134,4 +155,9 @@ def rl_section(ctx: LectureContext) -> Section:
             "train_return": target.eval_return, "frame_eps": frame_eps,
             "frame_return": attacked.returns[0], "frame_changed": attacked.changed_share,
             "max_steps": max_steps or 500}
+    sq = _seaquest(ctx, cache)
+    data["seaquest"] = None
+    if sq is not None:
+        figures["seaquest"] = sq.pop("figure")
+        data["seaquest"] = sq
     return Section("rlpolicy", "", data=data, figures=figures)
