@@ -32,6 +32,7 @@ import torch
 
 from advlab.analysis.transfer import cross_training_set, ensemble_transfer, transfer_matrix
 from advlab.attacks import FGSM, PGD
+from advlab.attacks.momentum import MIFGSM
 from advlab.attacks.substitute import SubstituteAttack
 from advlab.data import load_dataset
 from advlab.models import create_model
@@ -81,6 +82,7 @@ def run_blackbox(oracle: Any, name: str, x_seed: torch.Tensor, x_eval: torch.Ten
         if rnd == args.rho - 1:  # extra rows on the final substitute (evaluation queries only)
             extra = {"FGSM-" + other: FGSM(loss=other) for other in ("ce", "cw") if other != args.craft_loss}
             extra["PGD-10 (no random start)"] = PGD(steps=10, random_init=False)
+            extra["MI-FGSM-10"] = MIFGSM(steps=10, decay=1.0)
             out["final_extra_attacks"] = {}
             for key, a in extra.items():
                 e = s.evaluate(eval_oracle, x_eval, y_eval, threat, attack=a)
@@ -175,27 +177,79 @@ def _train(arch: str, images: torch.Tensor, labels: torch.Tensor, seed: int, epo
     return net.eval()
 
 
+def _cached_member(tag: str, arch: str, images: torch.Tensor, labels: torch.Tensor, seed: int, epochs: int,
+                   **settings: Any) -> torch.nn.Module:
+    """Train once and keep under ~/.cache/advlab/bench/transfer-member-<tag> (seed != the held-out's 0)."""
+    from advlab.checkpoint import load_model, save_model
+
+    d = Path.home() / ".cache" / "advlab" / "bench" / f"transfer-member-{tag}"
+    if (d / "model.safetensors").is_file():
+        return load_model(d).eval()
+    t0 = time.perf_counter()
+    net = _train(arch, images, labels, seed, epochs=epochs, **settings)
+    save_model(d, net, {"bench": f"transfer-member-{tag}", "seed": seed, "epochs": epochs,
+                        "n_train": int(images.shape[0])})
+    print(f"trained member {tag} in {time.perf_counter() - t0:.0f}s", file=sys.stderr)
+    return net
+
+
 def ensemble(args: argparse.Namespace) -> None:
-    """Held-out lecture CNN; members: softmax, an MLP and a small CNN on the first 10k images."""
+    """Held-out lecture CNN (seed 0, 60k images, 2 epochs), never used to craft.
+
+    ``--members-set small`` (the first measurement): softmax, an MLP and a small CNN on the first
+    10k images. ``--members-set full60k``: members trained on all 60k images with other seeds,
+    as Liu et al. (2017) attack an ensemble of the other ImageNet models: (a) CNNs: Madry CNN seed 1,
+    a narrow Madry CNN (16/32 ch, fc 256) seed 3, the strided CNN seed 2; (b) no member with the
+    held-out's architecture: strided CNN, MLP 256x256 (60k), softmax.
+    """
     torch.set_num_threads(args.threads)
     ctx = _ctx(args.data_dir)
-    tr = ctx.train.subset(limit=args.train_limit)
     x, y = ctx.test.subset(limit=args.n_eval).tensors()
     threat = ThreatModel("linf", args.eps)
-    mlp_a = _train("mlp", tr.images, tr.labels, 1)
-    small = _train("cnn", tr.images, tr.labels, 3, epochs=1, channels=(16, 32), fc=128)
-    members = {"softmax": ctx.model("softmax"), "MLP": mlp_a, "small CNN": small}
     cnn = ctx.model("cnn")
-    runs = {}
-    for name, atk in (("FGSM", FGSM()), ("PGD-10", PGD(steps=10, random_init=False)),
-                      ("PGD-20", PGD(steps=20, random_init=False))):
-        runs[name] = ensemble_transfer(members, cnn, x, y, threat, attack=atk, held_out_name="CNN").to_dict()
-        print(f"ensemble -> CNN ({name}):", runs[name]["ensemble_rate"], runs[name]["single_rates"],
-              file=sys.stderr)
-    out = {"experiment": "ensemble attack (Liu et al. 2017), held-out lecture CNN (60k, 2 epochs)",
-           "members": "softmax (lecture recipe), MLP 256x256 and small CNN (16/32 ch, fc 128) trained on "
-                      f"the first {args.train_limit} training images", "runs": runs, "target": 0.95,
-           "n_eval": int(x.shape[0]), "command": " ".join(sys.argv)}
+    pgd10 = PGD(steps=10, random_init=False)
+    mi10 = MIFGSM(steps=10, decay=1.0)
+    if args.members_set == "small":
+        tr = ctx.train.subset(limit=args.train_limit)
+        mlp_a = _train("mlp", tr.images, tr.labels, 1)
+        small = _train("cnn", tr.images, tr.labels, 3, epochs=1, channels=(16, 32), fc=128)
+        sets = {"softmax + MLP + small CNN (10k)": {"softmax": ctx.model("softmax"), "MLP": mlp_a,
+                                                    "small CNN": small}}
+        plan = [("FGSM", FGSM(), "prob"), ("PGD-10", pgd10, "prob"),
+                ("PGD-20", PGD(steps=20, random_init=False), "prob")]
+        desc = ("softmax (lecture recipe), MLP 256x256 and small CNN (16/32 ch, fc 128) trained on "
+                f"the first {args.train_limit} training images")
+    else:
+        im, lab = ctx.train.images, ctx.train.labels
+        strided = _cached_member("strided-s2", "strided-cnn", im, lab, 2, 2)
+        cnn_s1 = _cached_member("cnn-s1", "cnn", im, lab, 1, 1)
+        narrow = _cached_member("cnn-s3-narrow", "cnn", im, lab, 3, 1, channels=(16, 32), fc=256)
+        mlp60 = _cached_member("mlp-s4", "mlp", im, lab, 4, 2)
+        sets = {"CNNs: Madry CNN s1 + narrow CNN s3 + strided CNN s2 (60k)":
+                    {"Madry CNN s1": cnn_s1, "narrow CNN s3": narrow, "strided CNN s2": strided},
+                "other architectures: strided CNN s2 + MLP s4 (60k) + softmax":
+                    {"strided CNN s2": strided, "MLP s4": mlp60, "softmax": ctx.model("softmax")}}
+        plan = [("FGSM", FGSM(), "prob"), ("PGD-10", pgd10, "prob"), ("MI-FGSM-10", mi10, "prob"),
+                ("PGD-10", pgd10, "logits"), ("MI-FGSM-10", mi10, "logits")]
+        desc = "members trained on all 60k training images with seeds 1-4 (the held-out CNN: seed 0)"
+    runs: dict[str, Any] = {}
+    for set_name, members in sets.items():
+        for name, atk, comb in plan:
+            key = f"{set_name} | {name} | {comb}"
+            t0 = time.perf_counter()
+            r = ensemble_transfer(members, cnn, x, y, threat, attack=atk, held_out_name="CNN",
+                                  combine=comb).to_dict()
+            r["seconds"] = time.perf_counter() - t0
+            runs[key] = r
+            print(f"ensemble -> CNN ({key}): {r['ensemble_rate']:.3f}",
+                  {k: round(v, 3) for k, v in r["single_rates"].items()}, file=sys.stderr)
+    with torch.no_grad():
+        accs = {k: float((m(x).argmax(1) == y).float().mean()) for s in sets.values() for k, m in s.items()}
+        accs["held-out CNN"] = float((cnn(x).argmax(1) == y).float().mean())
+    out = {"experiment": "ensemble attack (Liu et al. 2017), held-out lecture CNN (60k, 2 epochs, seed 0)",
+           "members": desc, "members_set": args.members_set, "clean_acc": accs, "runs": runs, "target": 0.95,
+           "eps": args.eps, "n_eval": int(x.shape[0]), "torch_threads": args.threads,
+           "command": " ".join(sys.argv)}
     path = RESULTS / f"transfer_ensemble{args.suffix}.json"
     path.write_text(json.dumps(out, indent=2, default=str) + "\n")
 
@@ -268,6 +322,8 @@ def main() -> None:
     p.add_argument("--cnn-only", action="store_true")
     p.add_argument("--adv-checkpoint", default=None, help="an adversarially trained model to attack too")
     p.add_argument("--train-limit", type=int, default=10000)
+    p.add_argument("--members-set", choices=["small", "full60k"], default="small",
+                   help="ensemble: members on 10k images (first run) or on all 60k with other seeds")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--suffix", default="")
