@@ -65,6 +65,44 @@ def _substitute(kind: str, shape: tuple[int, ...], seed: int) -> torch.nn.Module
     return create_model("cnn", in_shape=list(shape), num_classes=10, channels=(16, 32), fc=128)
 
 
+def _substitute_ensemble(atk: SubstituteAttack, args: argparse.Namespace, shape: tuple[int, ...],
+                         eval_oracle: Any, x_eval: torch.Tensor, y_eval: torch.Tensor, threat: ThreatModel,
+                         fgsm: FGSM, name: str) -> dict[str, Any]:
+    """Extra substitutes (other seeds) trained on the same oracle-labelled set: no new queries.
+
+    FGSM then runs on the mean of their logits and the fitted substitute's (the ensemble idea of
+    Liu et al. 2017 applied on the attacker's side). Each extra trains ``2 * train_epochs`` epochs.
+    """
+    import copy
+
+    from advlab.analysis.transfer import EnsembleModel
+
+    t0 = time.perf_counter()
+    q0 = atk.queries_
+    subs = [atk.substitute_]
+    gen = torch.Generator().manual_seed(args.seed + 1000)
+    for k in range(args.extra_substitutes):
+        m = _substitute(args.substitute, shape, args.seed + 1 + k)
+        opt = torch.optim.Adam(m.parameters(), lr=atk.lr)
+        trainer = copy.copy(atk)
+        trainer.train_epochs = 2 * atk.train_epochs
+        trainer._train(m, atk.train_x_, atk.train_y_, opt, gen)
+        for p in m.parameters():
+            p.requires_grad_(False)
+        subs.append(m)
+    out: dict[str, Any] = {"substitutes": len(subs), "combine": "logits",
+                           "extra_train_epochs": 2 * atk.train_epochs,
+                           "attack_queries_added": atk.queries_ - q0}
+    view = copy.copy(atk)
+    view.substitute_ = EnsembleModel(subs, combine="logits").eval()
+    pgd = PGD(steps=10, random_init=False)
+    for key, a in (("FGSM-" + fgsm.loss, fgsm), ("PGD-10 (no random start)", pgd)):
+        out[key] = view.evaluate(eval_oracle, x_eval, y_eval, threat, attack=a)["oracle_misclassification"]
+        print(f"[{name}] ensemble of {len(subs)} substitutes, {key}: {out[key]:.2%}", file=sys.stderr)
+    out["seconds"] = time.perf_counter() - t0
+    return out
+
+
 def run_blackbox(oracle: Any, name: str, x_seed: torch.Tensor, x_eval: torch.Tensor,
                  y_eval: torch.Tensor, args: argparse.Namespace, http_model: torch.nn.Module | None,
                  eval_oracle: Any) -> dict[str, Any]:
@@ -105,8 +143,11 @@ def run_blackbox(oracle: Any, name: str, x_seed: torch.Tensor, x_eval: torch.Ten
     else:
         atk.fit(oracle, x_seed, _substitute(args.substitute, tuple(x_seed.shape[1:]), args.seed),
                 generator=torch.Generator().manual_seed(args.seed), callback=cb)
+    ens = _substitute_ensemble(atk, args, tuple(x_seed.shape[1:]), eval_oracle, x_eval, y_eval, threat, fgsm,
+                               name) if args.extra_substitutes else None
     return {"oracle": name, "queries": atk.queries_, "history": atk.history_, "final": atk.history_[-1],
-            "seconds": time.perf_counter() - t0, "settings": atk.settings(), "substitute": args.substitute,
+            "substitute_ensemble": ens, "seconds": time.perf_counter() - t0, "settings": atk.settings(),
+            "substitute": args.substitute,
             "craft_attack": fgsm.settings(),
             "http": served or None}
 
@@ -318,6 +359,8 @@ def main() -> None:
                    help="cnn: small CNN; madry: the oracle's architecture, fresh weights")
     p.add_argument("--craft-loss", choices=["ce", "cw"], default="ce",
                    help="FGSM objective on the substitute: cross-entropy or the logit margin")
+    p.add_argument("--extra-substitutes", type=int, default=0,
+                   help="also train K more substitutes on the same labelled set and attack their ensemble")
     p.add_argument("--http", action="store_true", help="query the CNN through advlab's HTTP API")
     p.add_argument("--cnn-only", action="store_true")
     p.add_argument("--adv-checkpoint", default=None, help="an adversarially trained model to attack too")
