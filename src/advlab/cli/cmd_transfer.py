@@ -31,7 +31,7 @@ transfer_app = typer.Typer(help="Transferability experiments: matrix, cross-data
                            no_args_is_help=True)
 app.add_typer(transfer_app, name="transfer")
 
-TORCH_FAMILIES = ("softmax", "mlp", "cnn", "maxout", "logistic")
+TORCH_FAMILIES = ("softmax", "mlp", "cnn", "strided-cnn", "maxout", "logistic")
 SK_FAMILIES = ("lr", "svm", "dt", "knn")
 LABELS = {"lr": "LR", "svm": "SVM", "dt": "DT", "knn": "kNN"}
 
