@@ -48,7 +48,9 @@ def physical_part(args: argparse.Namespace) -> dict[str, Any]:
     eps = [float(e) for e in args.eps.split(",")]
     tf = standard_transforms()
     t0 = time.perf_counter()
-    rep = destruction_experiment(model, x, y, physical_attacks(steps=args.steps, eot_samples=args.samples),
+    names = [a.strip() for a in args.attacks.split(",")]
+    atk = physical_attacks(names, steps=args.steps, eot_samples=args.samples, eot_steps=args.eot_steps)
+    rep = destruction_experiment(model, x, y, atk,
                                  eps, tf, generator=torch.Generator().manual_seed(args.seed),
                                  progress=lambda m: print(m, file=sys.stderr, flush=True))
     seconds = time.perf_counter() - t0
@@ -56,7 +58,7 @@ def physical_part(args: argparse.Namespace) -> dict[str, Any]:
           f"{rep.clean_accuracy:.1%}), {seconds:.0f} s\n")
     print("| attack | eps | adv. success | eligible | " + " | ".join(tf) + " |")
     print("|---" * (4 + len(tf)) + "|")
-    for a in ("fgsm", "bim", "illc", "eot"):
+    for a in names:
         for e in eps:
             rows = [r for r in rep.rows if r.attack == a and r.eps == e]
             cells = ["n/a" if r.rate is None else f"{r.rate:.1%}" for r in rows]
@@ -70,6 +72,7 @@ def physical_part(args: argparse.Namespace) -> dict[str, Any]:
     print("\nEOT target (photo destruction rate at most half of BIM's):",
           {k: v["met"] for k, v in target.items()})
     return {**rep.to_dict(), "eps": eps, "steps": args.steps, "eot_samples": args.samples,
+            "eot_steps": args.eot_steps or args.steps, "attacks": {k: v.settings() for k, v in atk.items()},
             "seconds_total": seconds, "eot_target": target,
             "transforms": {k: v.settings() for k, v in tf.items()}}
 
@@ -147,7 +150,9 @@ def main() -> None:
     p.add_argument("--n", type=int, default=100)
     p.add_argument("--eps", default="0.1,0.2,0.3")
     p.add_argument("--steps", type=int, default=10)
-    p.add_argument("--samples", type=int, default=8)
+    p.add_argument("--samples", type=int, default=8, help="EOT transformations per step")
+    p.add_argument("--eot-steps", type=int, default=None, help="EOT steps (default --steps)")
+    p.add_argument("--attacks", default="fgsm,bim,illc,eot", help="physical part: attacks")
     p.add_argument("--episodes", type=int, default=10)
     p.add_argument("--rl-eps", default="0,0.05,0.1,0.2,0.5,1")
     p.add_argument("--norms", default="linf,l2,l1", help="norms of the RL part")

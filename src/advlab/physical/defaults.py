@@ -15,7 +15,7 @@ PHYSICAL_ATTACKS = ("fgsm", "bim", "illc", "eot")
 
 def physical_attacks(names: list[str] | tuple[str, ...] = PHYSICAL_ATTACKS, *, steps: int = 10,
                      eot_samples: int = 8, eot_transform: Transform | None = None,
-                     eot_loss: str = "ce") -> dict[str, Attack]:
+                     eot_loss: str = "ce", eot_steps: int | None = None) -> dict[str, Attack]:
     """FGSM, BIM, ILLC (Kurakin et al. 2016) and EOT (Athalye et al. 2018) by name.
 
     Args:
@@ -25,6 +25,8 @@ def physical_attacks(names: list[str] | tuple[str, ...] = PHYSICAL_ATTACKS, *, s
         eot_transform: the distribution EOT optimises over (default: the
             print-and-photograph preset).
         eot_loss: EOT objective (``"ce" | "cw" | "dlr"``).
+        eot_steps: iterations of EOT (default ``steps``); its step is
+            ``2.5 eps / eot_steps``.
 
     Returns:
         name -> attack.
@@ -40,7 +42,7 @@ def physical_attacks(names: list[str] | tuple[str, ...] = PHYSICAL_ATTACKS, *, s
             out[key] = ILLC(steps=steps)
         elif key == "eot":
             out[key] = EOT(transform=eot_transform or print_and_photograph(), samples=eot_samples,
-                           steps=steps, loss=eot_loss)
+                           steps=steps if eot_steps is None else eot_steps, loss=eot_loss)
         else:
             raise ValueError(f"unknown attack {n!r}; use some of {list(PHYSICAL_ATTACKS)}")
     return out

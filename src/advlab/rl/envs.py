@@ -28,28 +28,35 @@ def resolve_env_id(name: str) -> str:
     return ENVIRONMENTS.get(name.lower(), name)
 
 
+def _import_minatar_gym() -> Any:
+    """``minatar.gym``, silencing the warning minatar logs when seaborn (GUI only) is absent."""
+    import logging
+
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        import minatar.gym as mgym
+    finally:
+        root.setLevel(level)
+    return mgym
+
+
 def minatar_available() -> bool:
     """Whether the optional ``minatar`` package can be imported."""
     try:
-        import minatar  # noqa: F401
+        _import_minatar_gym()
     except ImportError:
         return False
     return True
 
 
 def _make_minatar(gym: Any, env_id: str) -> Any:
-    import logging
-
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)  # minatar logs a warning when seaborn (GUI only) is absent
     try:
-        import minatar.gym as mgym
+        mgym = _import_minatar_gym()
     except ImportError as e:
         raise ImportError(f"{env_id} needs the optional package minatar: "
                           "pip install --no-deps minatar (only numpy is needed to play)") from e
-    finally:
-        root.setLevel(level)
     if env_id not in gym.registry:
         mgym.register_envs()
     env = gym.make(env_id, max_episode_steps=MINATAR_MAX_STEPS)

@@ -95,7 +95,7 @@ def _seaquest(ctx: LectureContext, cache: Any) -> dict[str, Any] | None:
     ctx.progress("MinAtar Seaquest DQN policies (about 2.5 min each on first use, then cached)")
     target = load_or_train("seaquest", default_config("seaquest", ctx.seed), cache)
     source = load_or_train("seaquest", default_config("seaquest", ctx.seed + 1), cache)
-    seeds = list(range(1_000, 1_020))
+    seeds = list(range(1_000, 1_050))
     eps = [0.0, 0.01, 0.02, 0.05, 0.1, 0.2]
     c = return_vs_eps(target.q, "seaquest", seeds, eps, norm="linf", scale=target.obs_scale,
                       source=source.q, generator=ctx.generator()).to_dict()
