@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from advlab.attacks import APGD, APGDT, BIM, FGSM, PGD, Square
+from advlab.attacks import APGD, APGDT, BIM, FGSM, MIFGSM, PGD, Square
 from advlab.attacks.universal import UniversalAttack  # issue 6
 from advlab.criteria import Misclassification, TargetedMisclassification
 from advlab.physical import EOT, ILLC
@@ -35,6 +35,7 @@ def attacks():
         "apgd-t": APGDT(steps=3, n_target_classes=2),
         "square": Square(queries=20),
         "universal": UniversalAttack(max_passes=2, batch_size=2),
+        "mifgsm": MIFGSM(steps=4),
     }
 
 

@@ -23,6 +23,12 @@ ATTACKS.update({"cw": CarliniWagnerL2, "apgd": APGD, "apgd-t": APGDT, "square": 
                 "deepfool": DeepFool})
 __all__ += ["APGD", "APGDT", "CW", "CarliniWagnerL2", "DeepFool", "Square"]
 
+# issue 6: transfer (momentum iterative FGSM)
+from advlab.attacks.momentum import MIFGSM  # noqa: E402
+
+ATTACKS["mifgsm"] = MIFGSM
+__all__ += ["MIFGSM"]
+
 
 def create_attack(name: str, **settings: object) -> Attack:
     """Build a registered attack by name (``fgsm``, ``bim``, ``pgd``, ...)."""
