@@ -51,7 +51,8 @@ def physical_part(args: argparse.Namespace) -> dict[str, Any]:
     names = [a.strip() for a in args.attacks.split(",")]
     atk = physical_attacks(names, steps=args.steps, eot_samples=args.samples, eot_steps=args.eot_steps)
     rep = destruction_experiment(model, x, y, atk,
-                                 eps, tf, generator=torch.Generator().manual_seed(args.seed),
+                                 eps, tf, generator=torch.Generator().manual_seed(
+                                     args.seed if args.eval_seed is None else args.eval_seed),
                                  progress=lambda m: print(m, file=sys.stderr, flush=True))
     seconds = time.perf_counter() - t0
     print(f"\n### Destruction rate, {args.n} MNIST test images, Madry CNN (clean accuracy "
@@ -162,6 +163,9 @@ def main() -> None:
     p.add_argument("--no-transfer", dest="transfer", action="store_false",
                    help="RL part: skip training the second (transfer) policy")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--eval-seed", type=int, default=None,
+                   help="physical part: seed of the transform draws and attack randomness (default --seed; "
+                        "the model stays the one of --seed)")
     p.add_argument("--data-dir", default=os.environ.get("ADVLAB_DATA", "/work/shared/data"))
     p.add_argument("--cache-dir", default=os.environ.get("ADVLAB_CACHE", "~/.cache/advlab"))
     p.add_argument("--out", default=None)
