@@ -60,15 +60,18 @@ STAGE_FACTORIES: dict[str, Callable[[], Attack]] = {
     "apgd-t3": lambda: APGDT(steps=100, n_target_classes=3, early_stop=True),
     "square": lambda: Square(queries=5000),
     "square1k": lambda: Square(queries=1000),
+    "square2k": lambda: Square(queries=2000),
     "cw": lambda: CarliniWagnerL2(steps=100, binary_search_steps=9),
     "deepfool": DeepFool,
 }
 
 #: named cascades (cheap to expensive)
 PRESETS: dict[str, list[str]] = {
-    # APGD-CE, targeted APGD-DLR on the 3 most likely wrong classes, Square with 1000
-    # queries: AutoAttack's recipe at about a third of its cost per robust point
-    "standard": ["apgd-ce", "apgd-t3", "square1k"],
+    # APGD-CE, targeted APGD-DLR on the 3 most likely wrong classes, Square with 2000
+    # queries: AutoAttack's recipe at a fraction of its cost per robust point. (Square with
+    # 1000 queries left an FGSM-RS MNIST model 0.4 points above AutoAttack, whose Square
+    # stage found masked points that the gradient stages missed: docs/evaluation.md.)
+    "standard": ["apgd-ce", "apgd-t3", "square2k"],
     # gradient attacks only (no black-box check): FGSM, APGD-CE, APGD-T on 3 classes
     "fast": ["fgsm", "apgd-ce", "apgd-t3"],
     # AutoAttack's standard ensemble less FAB-T: APGD-CE, APGD-T (9 targets), Square (5000)
