@@ -8,7 +8,7 @@ training uses per-class sigmoid cross-entropy and confidence uses the sigmoid.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -114,23 +114,15 @@ class MLP(_Base):
         return self.net(self.normalize(x).flatten(1))
 
 
-class MadryCNN(_Base):
-    """The MNIST challenge CNN: conv5x5(32)-pool-conv5x5(64)-pool-fc1024-fc.
+class _TwoConvCNN(_Base):
+    """Two convolutional layers that shrink the image 4x, then fc-ReLU-fc (logits)."""
 
-    References:
-        Madry et al., "Towards Deep Learning Models Resistant to Adversarial
-        Attacks", ICLR 2018 (arXiv:1706.06083).
-    """
-
-    def __init__(self, in_shape: Sequence[int] = (1, 28, 28), num_classes: int = 10,
-                 channels: Sequence[int] = (32, 64), fc: int = 1024,
-                 mean: Sequence[float] | float = 0.0, std: Sequence[float] | float = 1.0) -> None:
+    def __init__(self, in_shape: Sequence[int], num_classes: int, channels: Sequence[int], fc: int,
+                 mean: Sequence[float] | float, std: Sequence[float] | float,
+                 features: Callable[[int, int, int], nn.Sequential]) -> None:
         super().__init__(in_shape, num_classes, mean, std)
         c1, c2 = (int(c) for c in channels)
-        self.features = nn.Sequential(
-            nn.Conv2d(self.in_shape[0], c1, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(c1, c2, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
-        )
+        self.features = features(self.in_shape[0], c1, c2)
         h, w = self.in_shape[1] // 4, self.in_shape[2] // 4
         self.classifier = nn.Sequential(
             nn.Flatten(), nn.Linear(c2 * h * w, int(fc)), nn.ReLU(), nn.Linear(int(fc), num_classes)
@@ -141,7 +133,24 @@ class MadryCNN(_Base):
         return self.classifier(self.features(self.normalize(x)))
 
 
-class StridedCNN(_Base):
+class MadryCNN(_TwoConvCNN):
+    """The MNIST challenge CNN: conv5x5(32)-pool-conv5x5(64)-pool-fc1024-fc.
+
+    References:
+        Madry et al., "Towards Deep Learning Models Resistant to Adversarial
+        Attacks", ICLR 2018 (arXiv:1706.06083).
+    """
+
+    def __init__(self, in_shape: Sequence[int] = (1, 28, 28), num_classes: int = 10,
+                 channels: Sequence[int] = (32, 64), fc: int = 1024,
+                 mean: Sequence[float] | float = 0.0, std: Sequence[float] | float = 1.0) -> None:
+        super().__init__(in_shape, num_classes, channels, fc, mean, std, lambda cin, c1, c2: nn.Sequential(
+            nn.Conv2d(cin, c1, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(c1, c2, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+        ))
+
+
+class StridedCNN(_TwoConvCNN):
     """A small all-convolutional MNIST net: conv4x4/2(16)-conv4x4/2(32)-fc100-fc.
 
     The network Wong et al. train with fast (FGSM-RS) adversarial training on MNIST:
@@ -157,20 +166,10 @@ class StridedCNN(_Base):
     def __init__(self, in_shape: Sequence[int] = (1, 28, 28), num_classes: int = 10,
                  channels: Sequence[int] = (16, 32), fc: int = 100,
                  mean: Sequence[float] | float = 0.0, std: Sequence[float] | float = 1.0) -> None:
-        super().__init__(in_shape, num_classes, mean, std)
-        c1, c2 = (int(c) for c in channels)
-        self.features = nn.Sequential(
-            nn.Conv2d(self.in_shape[0], c1, 4, stride=2, padding=1), nn.ReLU(),
+        super().__init__(in_shape, num_classes, channels, fc, mean, std, lambda cin, c1, c2: nn.Sequential(
+            nn.Conv2d(cin, c1, 4, stride=2, padding=1), nn.ReLU(),
             nn.Conv2d(c1, c2, 4, stride=2, padding=1), nn.ReLU(),
-        )
-        h, w = self.in_shape[1] // 4, self.in_shape[2] // 4
-        self.classifier = nn.Sequential(
-            nn.Flatten(), nn.Linear(c2 * h * w, int(fc)), nn.ReLU(), nn.Linear(int(fc), num_classes)
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self._check(x)
-        return self.classifier(self.features(self.normalize(x)))
+        ))
 
 
 class Maxout(nn.Module):
