@@ -304,6 +304,23 @@ def test_no_download_on_train_eval_attack(run_main: Callable[..., Outcome], tmp_
     assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.parametrize("flag,value,needle", [("--combine", "nope", "--combine"),
+                                                ("--attack", "nope", "--attack")])
+def test_transfer_ensemble_bad_settings_fail_before_training(
+        run_main: Callable[..., Outcome], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        flag: str, value: str, needle: str) -> None:
+    import advlab.cli.cmd_transfer as cmd_transfer
+
+    def no_training(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a model was trained before the settings were checked")
+
+    monkeypatch.setattr(cmd_transfer, "_family", no_training)
+    res = run_main("transfer", "ensemble", "--dataset", "digits", flag, value,
+                   "--out", "ens.json")
+    _usage_error(res, needle)
+    assert not (tmp_path / "ens.json").exists()
+
+
 def test_missing_mnist_and_download_fails(run_main: Callable[..., Outcome],
                                           tmp_path: Path) -> None:
     res = run_main("train", "--dataset", "mnist", "--data-dir", str(tmp_path / "nonexistent"),

@@ -187,6 +187,9 @@ def ensemble_cmd(
     from advlab.analysis.transfer import ensemble_transfer
     from advlab.threat import ThreatModel
 
+    if combine not in ("prob", "logits"):  # bad settings fail before any training
+        raise UsageError(f"--combine must be prob or logits, got {combine!r}")
+    crafting = _attack(attack, steps)
     train = _load_data(dataset, "train", data_dir, cache_dir, train_limit, None)
     test = _load_data(dataset, "test", data_dir, cache_dir, n, None)
     half = len(train) // 2
@@ -201,9 +204,7 @@ def ensemble_cmd(
     ho_name, ho = _family(held_out, train.images[half:2 * half], train.labels[half:2 * half], train.shape,
                           train.num_classes, epochs, seed + 100)
     x, y = test.tensors()
-    if combine not in ("prob", "logits"):
-        raise UsageError(f"--combine must be prob or logits, got {combine!r}")
-    r = ensemble_transfer(mem, ho, x, y, ThreatModel("linf", eps), attack=_attack(attack, steps),
+    r = ensemble_transfer(mem, ho, x, y, ThreatModel("linf", eps), attack=crafting,
                           generator=torch.Generator().manual_seed(seed), held_out_name=f"held-out {ho_name}",
                           combine=combine)
     d = {**r.to_dict(), "dataset": dataset, "train_limit": train_limit, "combine": combine, "target": 0.95}
