@@ -73,12 +73,14 @@ def transform_strip(rows: Sequence[dict[str, Any]], classes: Sequence[str]) -> F
     return fig
 
 
-def return_curves(curves: Sequence[Mapping[str, Any]], title: str = "") -> Figure:
+def return_curves(curves: Sequence[Mapping[str, Any]], title: str = "",
+                  unit: str = "in feature std units") -> Figure:
     """Mean episode return vs eps, one panel per norm: attack, noise, transfer.
 
     Args:
         curves: :meth:`advlab.rl.ReturnCurve.to_dict` outputs.
         title: figure title.
+        unit: what eps is measured in (x-axis label).
     """
     fig, axes = plt.subplots(1, max(1, len(curves)), figsize=(3.3 * max(1, len(curves)), 3.1),
                              squeeze=False, sharey=True)
@@ -87,7 +89,7 @@ def return_curves(curves: Sequence[Mapping[str, Any]], title: str = "") -> Figur
         if "transfer_return" in c:
             ax.plot(c["eps"], c["transfer_return"], "s--", ms=3, label="FGSM transfer (black box)")
         ax.plot(c["eps"], c["noise_return"], "^:", ms=3, label="random noise, same norm")
-        ax.set_xlabel(f"eps ({c['norm']}, in feature std units)", fontsize=8)
+        ax.set_xlabel(f"eps ({c['norm']}, {unit})", fontsize=8)
         ax.set_xscale("symlog", linthresh=0.01)
         ax.grid(alpha=0.3)
     axes[0, 0].set_ylabel("mean episode return")

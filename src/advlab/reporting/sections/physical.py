@@ -99,8 +99,8 @@ def _seaquest(ctx: LectureContext, cache: Any) -> dict[str, Any] | None:
     eps = [0.0, 0.01, 0.02, 0.05, 0.1, 0.2]
     c = return_vs_eps(target.q, "seaquest", seeds, eps, norm="linf", scale=target.obs_scale,
                       source=source.q, generator=ctx.generator()).to_dict()
-    fig = figs.return_curves([c], f"MinAtar Seaquest DQN: mean return over {len(seeds)} seeded episodes")
-    fig.axes[0].set_xlabel("eps (linf, in pixel units; frames are 0/1)", fontsize=8)
+    fig = figs.return_curves([c], f"MinAtar Seaquest DQN: mean return over {len(seeds)} seeded episodes",
+                             unit="in pixel units; frames are 0/1")
     return {"episodes": len(seeds), "eps": eps, "curve": c, "train_return": target.eval_return,
             "steps": target.config.total_steps,
             "source_clean": rollout(source.q, "seaquest", seeds).mean_return,
