@@ -134,3 +134,35 @@ def test_a_decision_tree_oracle(digits_train, split):  # type: ignore[no-untyped
     atk.fit(dt, x_seed, _substitute(), generator=torch.Generator().manual_seed(0))
     r = atk.evaluate(dt, x_eval, y_eval, ThreatModel("linf", 0.3))
     assert r["oracle_misclassification"] > 1 - r["oracle_clean_acc"]  # worse than its clean error
+
+
+def test_substitute_ensemble_replays_rounds_without_queries(trained_softmax, split):  # type: ignore[no-untyped-def]
+    x_seed, x_eval, _ = split
+    fit_kw = dict(substitute_epochs=3, train_epochs=10, sign_period=1, lr=3e-3)
+    single = SubstituteAttack(**fit_kw).fit(CountingOracle(trained_softmax), x_seed, _substitute(),
+                                            generator=torch.Generator().manual_seed(0))
+    oracle = CountingOracle(trained_softmax)
+    sub = _substitute()
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    atk = SubstituteAttack(**fit_kw, ensemble=3).fit(oracle, x_seed, sub,
+                                                    generator=torch.Generator().manual_seed(0))
+    # the extra substitutes cost no queries and leave the caller's global RNG alone
+    assert atk.queries_ == oracle.seen == single.queries_ == 160
+    assert torch.equal(torch.get_rng_state(), state)
+    # the fitted substitute and the labelled set are those of the single run
+    assert torch.equal(atk.train_x_, single.train_x_)
+    assert all(torch.equal(a, b) for a, b in zip(atk.substitute_.state_dict().values(),
+                                                  single.substitute_.state_dict().values()))
+    assert len(atk.substitutes_) == 3 and atk.substitutes_[0] is atk.substitute_
+    w = [m[-1].weight if isinstance(m, nn.Sequential) else next(m.parameters()) for m in atk.substitutes_]
+    assert not torch.equal(w[1], w[2]) and not torch.equal(w[0], w[1])  # fresh initialisations
+    # each replayed member learnt the oracle's labels on the gathered set as well as the fitted one
+    with torch.no_grad():
+        agree = [float((m(atk.train_x_).argmax(1) == atk.train_y_).float().mean()) for m in atk.substitutes_]
+        assert agree[0] > 0.8 and min(agree[1:]) > agree[0] - 0.1, agree
+        # craft attacks the mean of the members' logits
+        mean = torch.stack([m(x_eval) for m in atk.substitutes_]).mean(0)
+        assert torch.allclose(atk.attack_model_(x_eval), mean, atol=1e-5)
+    with pytest.raises(ValueError, match="ensemble"):
+        SubstituteAttack(ensemble=0).fit(oracle, x_seed, _substitute())

@@ -52,9 +52,19 @@ class SubstituteAttack:
         max_queries: stop asking for labels beyond this many (augmented points past the
             budget are subsampled at random, like the paper's reservoir sampling).
         bounds: valid input range.
+        ensemble: number of substitutes to craft on (``>= 1``). Beyond the one trained
+            during the augmentation rounds, ``ensemble - 1`` more copies of the
+            substitute architecture are re-initialised and trained by *replaying* the
+            rounds on the labelled set that was gathered (round ``r`` trains on the
+            first ``train_size_r`` points, warm-started, like the fitted one). They
+            cost no oracle queries; :meth:`craft` attacks the mean of their logits
+            (the ensemble objective of Liu et al. 2017 on the attacker's side).
 
     Attributes (after :meth:`fit`):
         substitute_: the trained substitute (a deep copy of the module passed to ``fit``).
+        substitutes_: all substitutes (``substitute_`` first; ``ensemble`` of them).
+        attack_model_: what :meth:`craft` attacks: ``substitute_``, or the logit mean of
+            ``substitutes_`` when ``ensemble > 1``.
         queries_: oracle labels requested.
         train_x_, train_y_: the final training set and its oracle labels.
         history_: one dict per round (round, queries, train_size, agreement with the oracle
@@ -63,12 +73,14 @@ class SubstituteAttack:
     References:
         Papernot, McDaniel, Goodfellow, Jha, Celik & Swami, "Practical Black-Box Attacks
         against Machine Learning", AsiaCCS 2017 (arXiv:1602.02697), Algorithm 1.
+        Liu, Chen, Liu & Song, "Delving into Transferable Adversarial Examples and
+        Black-box Attacks", ICLR 2017 (arXiv:1611.02770) (the substitute ensemble).
     """
 
     def __init__(self, substitute_epochs: int = 6, augmentation_step: float = 0.1,
                  sign_period: int = 3, train_epochs: int = 10, lr: float = 1e-3,
                  batch_size: int = 64, max_queries: int | None = None,
-                 bounds: tuple[float, float] = (0.0, 1.0)) -> None:
+                 bounds: tuple[float, float] = (0.0, 1.0), ensemble: int = 1) -> None:
         self.substitute_epochs = substitute_epochs
         self.augmentation_step = augmentation_step
         self.sign_period = sign_period
@@ -77,6 +89,7 @@ class SubstituteAttack:
         self.batch_size = batch_size
         self.max_queries = max_queries
         self.bounds = bounds
+        self.ensemble = ensemble
 
     def settings(self) -> dict[str, Any]:
         return {"attack": "SubstituteAttack",
@@ -87,7 +100,7 @@ class SubstituteAttack:
         return f"SubstituteAttack({args})"
 
     def _check(self) -> None:
-        for name in ("substitute_epochs", "sign_period", "train_epochs", "batch_size"):
+        for name in ("substitute_epochs", "sign_period", "train_epochs", "batch_size", "ensemble"):
             v = getattr(self, name)
             if not isinstance(v, int) or v < 1:
                 raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
@@ -116,6 +129,25 @@ class SubstituteAttack:
                 loss.backward()
                 opt.step()
         model.eval()
+
+    def _replay(self, substitute: nn.Module, seed: int, generator: torch.Generator | None) -> nn.Module:
+        """A fresh copy of ``substitute`` trained through the recorded rounds (no queries)."""
+        model = copy.deepcopy(substitute)
+        with torch.random.fork_rng(devices=[]):  # re-initialise without touching the caller's RNG
+            torch.manual_seed(seed)
+            for m in model.modules():
+                reset = getattr(m, "reset_parameters", None)
+                if callable(reset):
+                    reset()
+        for p in model.parameters():
+            p.requires_grad_(True)
+        opt = torch.optim.Adam(model.parameters(), lr=self.lr)
+        for entry in self.history_:
+            size = entry["train_size"]
+            self._train(model, self.train_x_[:size], self.train_y_[:size], opt, generator)
+        for p in model.parameters():
+            p.requires_grad_(False)
+        return model.eval()
 
     def _jacobian_sign(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """``sign(d F_y(x) / dx)`` for the oracle label ``y``, in batches."""
@@ -168,6 +200,8 @@ class SubstituteAttack:
             x_train = x_train[:take]
         y_train = self._query(orc, x_train)
         self.substitute_ = model
+        self.substitutes_ = [model]
+        self.attack_model_: nn.Module = model  # callbacks during the rounds craft on it
         for rho in range(self.substitute_epochs):
             self._train(model, x_train, y_train, opt, generator)
             with torch.no_grad():
@@ -196,6 +230,16 @@ class SubstituteAttack:
         self.train_x_, self.train_y_ = x_train, y_train
         for p in model.parameters():
             p.requires_grad_(False)
+        self.substitutes_ = [model]
+        for k in range(1, self.ensemble):
+            seed = (int(torch.randint(0, 2**31 - 1, (1,), generator=generator)) if generator is not None
+                    else k)
+            self.substitutes_.append(self._replay(substitute, seed, generator))
+        self.attack_model_ = model
+        if self.ensemble > 1:
+            from advlab.analysis.transfer import EnsembleModel  # lazy: analysis imports attacks
+
+            self.attack_model_ = EnsembleModel(self.substitutes_, combine="logits").eval()
         return self
 
     def _check_fitted(self) -> None:
@@ -206,12 +250,18 @@ class SubstituteAttack:
               attack: Attack | None = None, generator: torch.Generator | None = None) -> AttackResult:
         """Adversarial examples on the substitute (FGSM by default, as in the paper).
 
+        With ``ensemble > 1`` the attacked model is the logit mean of the substitutes.
+        Any attack works, e.g. FGSM on a Gaussian-smoothed substitute:
+        ``EOT(GaussianNoise(0.3), samples=32, steps=1, step_size=eps)`` from
+        :mod:`advlab.physical` (one sign step along the gradient averaged over noisy
+        copies).
+
         Args:
             labels: the classes to move away from; default the substitute's own
                 predictions (the attacker needs no labels).
         """
         self._check_fitted()
-        sub = self.substitute_
+        sub = self.attack_model_
         if labels is None:
             with torch.no_grad():
                 labels = torch.cat([sub(x[s:s + 1000]).argmax(1) for s in range(0, x.shape[0], 1000)])
