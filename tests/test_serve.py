@@ -186,6 +186,22 @@ def test_cli_serve_and_blackbox_end_to_end(trained_softmax, tmp_path, cli_env): 
         assert stats["queries"] == 120 + 2 * 50  # plus the final evaluation
         assert 0 <= res["final"]["oracle_misclassification"] <= 1
         assert proc.poll() is None  # still serving
+        # a substitute ensemble and FGSM on the noise-smoothed substitute: no extra attack queries
+        r = subprocess.run([sys.executable, "-m", "advlab", "blackbox", "--oracle", url, "--dataset", "digits",
+                            "--seed-size", "30", "--substitute-epochs", "3", "--train-epochs", "3",
+                            "--max-queries", "200", "--n-eval", "50", "--no-eval-every-round",
+                            "--ensemble", "2", "--craft-noise", "0.3", "--craft-samples", "4",
+                            "--out", str(out)], env=cli_env, capture_output=True, text=True, timeout=240)
+        assert r.returncode == 0, r.stderr
+        res = json.loads(out.read_text())
+        assert res["queries"] == 120 and res["settings"]["ensemble"] == 2
+        assert res["craft_attack"]["attack"] == "EOT" and res["craft_attack"]["steps"] == 1
+        assert res["final"]["ensemble"] == 2 and 0 <= res["final"]["oracle_misclassification"] <= 1
+        assert HTTPOracle(url).stats()["queries"] == 2 * (120 + 2 * 50)
+        bad = subprocess.run([sys.executable, "-m", "advlab", "blackbox", "--oracle", url, "--ensemble", "0"],
+                             env=cli_env, capture_output=True, text=True, timeout=120)
+        assert bad.returncode != 0 and "--ensemble must be >= 1" in bad.stderr
+        assert "Traceback" not in bad.stderr
     finally:
         proc.terminate()
         proc.wait(timeout=30)

@@ -265,6 +265,11 @@ def blackbox_cmd(
     substitute: Annotated[str, typer.Option(help="Substitute architecture: mlp (2x200), cnn (small: 16/32 ch, fc 128), "
                                             "madry (conv 32/64, fc 1024) or strided (strided-cnn).")] = "mlp",
     craft_loss: Annotated[str, typer.Option(help="FGSM objective on the substitute: ce or cw (logit margin).")] = "ce",
+    ensemble: Annotated[int, typer.Option(help="Substitutes to craft on: K-1 more are trained by replaying the "
+                                          "rounds on the gathered labels (no extra queries).")] = 1,
+    craft_noise: Annotated[float, typer.Option(help="> 0: FGSM on the Gaussian-smoothed substitute, the sign of the "
+                                               "gradient averaged over noisy copies with this std.")] = 0.0,
+    craft_samples: Annotated[int, typer.Option(help="Noisy copies per gradient with --craft-noise.")] = 32,
     eps: float = 0.3,
     n_eval: Annotated[int, typer.Option(help="Test images (after the seed images) to evaluate on.")] = 1000,
     eval_every_round: Annotated[bool, typer.Option(help="Measure oracle misclassification after every round (2 oracle queries per image, counted apart).")] = True,
@@ -278,6 +283,12 @@ def blackbox_cmd(
     from advlab.models import create_model
     from advlab.threat import ThreatModel
 
+    if craft_loss not in ("ce", "cw"):
+        raise UsageError(f"--craft-loss must be ce or cw, got {craft_loss!r}")
+    if ensemble < 1:
+        raise UsageError(f"--ensemble must be >= 1, got {ensemble}")
+    if not 0 <= craft_noise <= 1 or craft_samples < 1:
+        raise UsageError(f"--craft-noise must be in [0, 1] and --craft-samples >= 1, got {craft_noise}, {craft_samples}")
     test = _load_data(dataset, "test", data_dir, cache_dir, seed_size + n_eval, None)
     x, y = test.tensors()
     if len(test) <= seed_size:
@@ -298,7 +309,8 @@ def blackbox_cmd(
         eval_orc = orc
     threat = ThreatModel("linf", eps)
     atk = SubstituteAttack(substitute_epochs=substitute_epochs, augmentation_step=augmentation_step,
-                           sign_period=sign_period, train_epochs=train_epochs, max_queries=max_queries)
+                           sign_period=sign_period, train_epochs=train_epochs, max_queries=max_queries,
+                           ensemble=ensemble)
     torch.manual_seed(seed)
     if substitute == "mlp":
         sub = create_model("mlp", in_shape=list(test.shape), num_classes=test.num_classes, hidden=(200, 200))
@@ -311,15 +323,19 @@ def blackbox_cmd(
         sub = create_model("strided-cnn", in_shape=list(test.shape), num_classes=test.num_classes)
     else:
         raise UsageError(f"--substitute must be mlp, cnn, madry or strided, got {substitute!r}")
-    if craft_loss not in ("ce", "cw"):
-        raise UsageError(f"--craft-loss must be ce or cw, got {craft_loss!r}")
     from advlab.attacks import FGSM
+    from advlab.attacks.base import Attack
 
-    fgsm = FGSM(loss=craft_loss)
+    fgsm: Attack = FGSM(loss=craft_loss)
+    if craft_noise > 0:
+        from advlab.physical.attacks import EOT
+        from advlab.physical.transforms import GaussianNoise
+
+        fgsm = EOT(GaussianNoise(craft_noise), samples=craft_samples, steps=1, step_size=eps, loss=craft_loss)
 
     def callback(rnd: int, s: SubstituteAttack) -> dict[str, Any]:
         last = rnd == substitute_epochs - 1
-        if not (eval_every_round or last):
+        if not (eval_every_round or last) or (last and ensemble > 1):  # the ensemble is measured after fit
             return {}
         r = s.evaluate(eval_orc, x_eval, y_eval, threat, attack=fgsm)
         console.print(f"round {rnd}: {s.queries_} queries, oracle misclassifies "
@@ -328,6 +344,11 @@ def blackbox_cmd(
 
     t0 = time.perf_counter()
     atk.fit(orc, x_seed, sub, generator=torch.Generator().manual_seed(seed), callback=callback)
+    if ensemble > 1:
+        r = atk.evaluate(eval_orc, x_eval, y_eval, threat, attack=fgsm)
+        console.print(f"ensemble of {ensemble} substitutes: oracle misclassifies "
+                      f"{r['oracle_misclassification']:.2%} of the crafted examples")
+        atk.history_[-1].update(r, ensemble=ensemble)
     d = {"oracle": oracle, "dataset": dataset, "settings": atk.settings(), "substitute": substitute,
          "craft_attack": fgsm.settings(), "queries": atk.queries_, "history": atk.history_, "final": atk.history_[-1],
          "seconds": time.perf_counter() - t0, "seed": seed,
