@@ -108,8 +108,16 @@ def run_blackbox(oracle: Any, name: str, x_seed: torch.Tensor, x_eval: torch.Ten
                  eval_oracle: Any) -> dict[str, Any]:
     threat = ThreatModel("linf", args.eps)
     atk = SubstituteAttack(substitute_epochs=args.rho, augmentation_step=0.1, sign_period=3,
-                           train_epochs=args.train_epochs, max_queries=args.max_queries)
+                           train_epochs=args.train_epochs, max_queries=args.max_queries,
+                           ensemble=args.ensemble)
     fgsm = FGSM(loss=args.craft_loss)
+    smooth = None
+    if args.craft_noise > 0:  # FGSM on the Gaussian-smoothed substitute: one step, averaged gradient
+        from advlab.physical.attacks import EOT
+        from advlab.physical.transforms import GaussianNoise
+
+        smooth = EOT(GaussianNoise(args.craft_noise), samples=args.craft_samples, steps=1,
+                     step_size=args.eps, loss=args.craft_loss)
 
     def cb(rnd: int, s: SubstituteAttack) -> dict[str, Any]:
         r = s.evaluate(eval_oracle, x_eval, y_eval, threat, attack=fgsm, with_true_labels=True)
@@ -121,6 +129,8 @@ def run_blackbox(oracle: Any, name: str, x_seed: torch.Tensor, x_eval: torch.Ten
             extra = {"FGSM-" + other: FGSM(loss=other) for other in ("ce", "cw") if other != args.craft_loss}
             extra["PGD-10 (no random start)"] = PGD(steps=10, random_init=False)
             extra["MI-FGSM-10"] = MIFGSM(steps=10, decay=1.0)
+            if smooth is not None:
+                extra[f"noise-FGSM (sigma {args.craft_noise}, {args.craft_samples} samples)"] = smooth
             out["final_extra_attacks"] = {}
             for key, a in extra.items():
                 e = s.evaluate(eval_oracle, x_eval, y_eval, threat, attack=a)
@@ -143,12 +153,24 @@ def run_blackbox(oracle: Any, name: str, x_seed: torch.Tensor, x_eval: torch.Ten
     else:
         atk.fit(oracle, x_seed, _substitute(args.substitute, tuple(x_seed.shape[1:]), args.seed),
                 generator=torch.Generator().manual_seed(args.seed), callback=cb)
-    ens = _substitute_ensemble(atk, args, tuple(x_seed.shape[1:]), eval_oracle, x_eval, y_eval, threat, fgsm,
-                               name) if args.extra_substitutes else None
+    replayed = None
+    if args.ensemble > 1:  # the library's substitute ensemble: rounds replayed on the gathered labels
+        replayed = {"substitutes": args.ensemble, "combine": "logits", "attack_queries": atk.queries_}
+        rows = {"FGSM-" + args.craft_loss: fgsm, "PGD-10 (no random start)": PGD(steps=10, random_init=False)}
+        if smooth is not None:
+            rows[f"noise-FGSM (sigma {args.craft_noise}, {args.craft_samples} samples)"] = smooth
+        for key, a in rows.items():
+            r = atk.evaluate(eval_oracle, x_eval, y_eval, threat, attack=a, with_true_labels=True)
+            replayed[key] = r["oracle_misclassification"]
+            replayed[key + " (true labels)"] = r["oracle_misclassification_true_labels"]
+            print(f"[{name}] ensemble of {args.ensemble} substitutes, {key}: "
+                  f"{r['oracle_misclassification']:.2%}", file=sys.stderr)
+    ens = _substitute_ensemble(atk, args, tuple(x_seed.shape[1:]), eval_oracle, x_eval, y_eval, threat,
+                               fgsm, name) if args.extra_substitutes else None
     return {"oracle": name, "queries": atk.queries_, "history": atk.history_, "final": atk.history_[-1],
-            "substitute_ensemble": ens, "seconds": time.perf_counter() - t0, "settings": atk.settings(),
-            "substitute": args.substitute,
-            "craft_attack": fgsm.settings(),
+            "substitute_ensemble": ens, "replayed_ensemble": replayed, "seconds": time.perf_counter() - t0,
+            "settings": atk.settings(), "substitute": args.substitute, "craft_attack": fgsm.settings(),
+            "smooth_craft_attack": smooth.settings() if smooth is not None else None,
             "http": served or None}
 
 
@@ -361,6 +383,11 @@ def main() -> None:
                    help="FGSM objective on the substitute: cross-entropy or the logit margin")
     p.add_argument("--extra-substitutes", type=int, default=0,
                    help="also train K more substitutes on the same labelled set and attack their ensemble")
+    p.add_argument("--ensemble", type=int, default=1,
+                   help="SubstituteAttack(ensemble=K): K-1 substitutes replaying the rounds, no new queries")
+    p.add_argument("--craft-noise", type=float, default=0.0,
+                   help="> 0: also FGSM on the Gaussian-smoothed substitute (EOT, one step) with this std")
+    p.add_argument("--craft-samples", type=int, default=32)
     p.add_argument("--http", action="store_true", help="query the CNN through advlab's HTTP API")
     p.add_argument("--cnn-only", action="store_true")
     p.add_argument("--adv-checkpoint", default=None, help="an adversarially trained model to attack too")

@@ -153,7 +153,7 @@ def test_substitute_ensemble_replays_rounds_without_queries(trained_softmax, spl
     # the fitted substitute and the labelled set are those of the single run
     assert torch.equal(atk.train_x_, single.train_x_)
     assert all(torch.equal(a, b) for a, b in zip(atk.substitute_.state_dict().values(),
-                                                  single.substitute_.state_dict().values()))
+                                                  single.substitute_.state_dict().values(), strict=True))
     assert len(atk.substitutes_) == 3 and atk.substitutes_[0] is atk.substitute_
     w = [m[-1].weight if isinstance(m, nn.Sequential) else next(m.parameters()) for m in atk.substitutes_]
     assert not torch.equal(w[1], w[2]) and not torch.equal(w[0], w[1])  # fresh initialisations

@@ -186,8 +186,9 @@ def test_cli_serve_and_blackbox_end_to_end(trained_softmax, tmp_path, cli_env): 
         assert stats["queries"] == 120 + 2 * 50  # plus the final evaluation
         assert 0 <= res["final"]["oracle_misclassification"] <= 1
         assert proc.poll() is None  # still serving
-        # a substitute ensemble and FGSM on the noise-smoothed substitute: no extra attack queries
-        r = subprocess.run([sys.executable, "-m", "advlab", "blackbox", "--oracle", url, "--dataset", "digits",
+        # a substitute ensemble, FGSM on the noise-smoothed substitute: no extra attack queries
+        r = subprocess.run([sys.executable, "-m", "advlab", "blackbox", "--oracle", url,
+                            "--dataset", "digits",
                             "--seed-size", "30", "--substitute-epochs", "3", "--train-epochs", "3",
                             "--max-queries", "200", "--n-eval", "50", "--no-eval-every-round",
                             "--ensemble", "2", "--craft-noise", "0.3", "--craft-samples", "4",
