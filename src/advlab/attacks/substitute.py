@@ -265,8 +265,12 @@ class SubstituteAttack:
         if labels is None:
             with torch.no_grad():
                 labels = torch.cat([sub(x[s:s + 1000]).argmax(1) for s in range(0, x.shape[0], 1000)])
-        return (attack or FGSM())(sub, x, Misclassification(labels), threat=threat, generator=generator,
-                                  batch_size=1000)
+        atk = attack or FGSM()
+        # attacks that expand each input into several copies (EOT's ``samples``) get smaller
+        # batches, so memory stays near that of 1000 plain inputs
+        copies = getattr(atk, "samples", 1)
+        batch = max(1, 1000 // copies) if isinstance(copies, int) and copies > 1 else 1000
+        return atk(sub, x, Misclassification(labels), threat=threat, generator=generator, batch_size=batch)
 
     def evaluate(self, oracle: Classifier | nn.Module, x: torch.Tensor, y: torch.Tensor,
                  threat: ThreatModel, attack: Attack | None = None,
