@@ -230,12 +230,10 @@ class SubstituteAttack:
         self.train_x_, self.train_y_ = x_train, y_train
         for p in model.parameters():
             p.requires_grad_(False)
-        self.substitutes_ = [model]
         for k in range(1, self.ensemble):
             seed = (int(torch.randint(0, 2**31 - 1, (1,), generator=generator)) if generator is not None
                     else k)
             self.substitutes_.append(self._replay(substitute, seed, generator))
-        self.attack_model_ = model
         if self.ensemble > 1:
             from advlab.analysis.transfer import EnsembleModel  # lazy: analysis imports attacks
 
