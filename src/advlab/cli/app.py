@@ -203,6 +203,7 @@ def train(
         raise UsageError(f"--curve-n must be >= 1, got {curve_n}")
 
     rank, world, device = cd.init_distributed()
+    finished = False
     try:
         train_ds = _load_data(dataset, "train", data_dir, cache_dir, limit, classes, download)
         test_ds = _load_data(dataset, "test", data_dir, cache_dir, None, classes, download)
@@ -269,9 +270,10 @@ def train(
             typer.echo(json.dumps({"checkpoint": str(out), "epochs": last.epoch,
                                    "test_acc": last.test_acc, "passes": result.passes,
                                    "seconds": round(result.seconds, 2), **last.extra}))
+        finished = True
     finally:
         if world > 1:
-            cd.finish_distributed()
+            cd.finish_distributed(synchronize=finished)
 
 
 # ----------------------------------------------------------------------------- eval / attack

@@ -122,10 +122,16 @@ def init_distributed() -> tuple[int, int, torch.device | None]:
     return dist.get_rank(), dist.get_world_size(), device
 
 
-def finish_distributed() -> None:
+def finish_distributed(synchronize: bool = True) -> None:
+    """Leave the process group. With ``synchronize`` every rank first waits at a barrier, so
+    no rank tears gloo down while rank 0 still writes results (a rank that left early aborted
+    with "terminate called without an active exception", seen once in CI-like runs); after an
+    error the barrier is skipped, since the other ranks may never reach it."""
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
+        if synchronize:
+            dist.barrier()
         dist.destroy_process_group()
 
 
