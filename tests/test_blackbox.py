@@ -166,3 +166,35 @@ def test_substitute_ensemble_replays_rounds_without_queries(trained_softmax, spl
         assert torch.allclose(atk.attack_model_(x_eval), mean, atol=1e-5)
     with pytest.raises(ValueError, match="ensemble"):
         SubstituteAttack(ensemble=0).fit(oracle, x_seed, _substitute())
+
+
+def test_substitute_training_augmentation(trained_softmax, split):  # type: ignore[no-untyped-def]
+    x_seed, _, _ = split
+    fit_kw = dict(substitute_epochs=2, train_epochs=2, sign_period=1, lr=3e-3, batch_size=16)
+    seen: list[torch.Tensor] = []
+
+    def shift(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        assert generator is not None  # a generator always comes, so the global RNG is never used
+        seen.append(x)
+        return torch.roll(x, 1, dims=-1)
+
+    oracle = CountingOracle(trained_softmax)
+    sub = _substitute()
+    torch.manual_seed(5)
+    state = torch.get_rng_state()
+    atk = SubstituteAttack(**fit_kw, augment=shift).fit(oracle, x_seed, sub)  # no generator
+    assert torch.equal(torch.get_rng_state(), state)
+    plain = SubstituteAttack(**fit_kw).fit(CountingOracle(trained_softmax), x_seed, _substitute())
+    # no extra queries; every training batch went through the transform (2 rounds x 2 epochs)
+    assert atk.queries_ == oracle.seen == plain.queries_
+    n_batches = sum(2 * -(-h["train_size"] // 16) for h in atk.history_)
+    assert len(seen) == n_batches
+    # training saw shifted images, so the substitutes differ
+    w_a, w_p = (next(m.parameters()) for m in (atk.substitute_, plain.substitute_))
+    assert not torch.equal(w_a, w_p)
+    assert "augment" in atk.settings() and "shift" in atk.settings()["augment"]
+    with pytest.raises(ValueError, match="shape"):
+        SubstituteAttack(**fit_kw, augment=lambda x, generator=None: x[:, :, :-1]).fit(
+            trained_softmax, x_seed, _substitute())
+    with pytest.raises(TypeError, match="callable"):
+        SubstituteAttack(augment=3).fit(trained_softmax, x_seed, _substitute())  # type: ignore[arg-type]

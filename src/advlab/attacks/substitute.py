@@ -59,6 +59,13 @@ class SubstituteAttack:
             first ``train_size_r`` points, warm-started, like the fitted one). They
             cost no oracle queries; :meth:`craft` attacks the mean of their logits
             (the ensemble objective of Liu et al. 2017 on the attacker's side).
+        augment: optional label-preserving transform applied to every training batch,
+            ``augment(x, generator=g) -> x`` (e.g. ``advlab.physical.Affine`` with a few
+            degrees of rotation and a pixel or two of shift). It costs no queries: the
+            oracle's label of a labelled point is reused for its transformed copies, a
+            prior (small shifts do not change a digit) rather than information from the
+            oracle. ``None`` (default) trains on the labelled points as they are, as in
+            the paper.
 
     Attributes (after :meth:`fit`):
         substitute_: the trained substitute (a deep copy of the module passed to ``fit``).
@@ -80,7 +87,8 @@ class SubstituteAttack:
     def __init__(self, substitute_epochs: int = 6, augmentation_step: float = 0.1,
                  sign_period: int = 3, train_epochs: int = 10, lr: float = 1e-3,
                  batch_size: int = 64, max_queries: int | None = None,
-                 bounds: tuple[float, float] = (0.0, 1.0), ensemble: int = 1) -> None:
+                 bounds: tuple[float, float] = (0.0, 1.0), ensemble: int = 1,
+                 augment: Callable[..., torch.Tensor] | None = None) -> None:
         self.substitute_epochs = substitute_epochs
         self.augmentation_step = augmentation_step
         self.sign_period = sign_period
@@ -90,13 +98,17 @@ class SubstituteAttack:
         self.max_queries = max_queries
         self.bounds = bounds
         self.ensemble = ensemble
+        self.augment = augment
 
     def settings(self) -> dict[str, Any]:
-        return {"attack": "SubstituteAttack",
-                **{k: v for k, v in vars(self).items() if not k.endswith("_")}}
+        out = {k: v for k, v in vars(self).items() if not k.endswith("_")}
+        aug = out.get("augment")
+        if aug is not None:
+            out["augment"] = aug.settings() if callable(getattr(aug, "settings", None)) else repr(aug)
+        return {"attack": "SubstituteAttack", **out}
 
     def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.settings().items() if k != "attack")
+        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.endswith("_"))
         return f"SubstituteAttack({args})"
 
     def _check(self) -> None:
@@ -108,6 +120,9 @@ class SubstituteAttack:
             raise ValueError(f"max_queries must be >= 1 or None, got {self.max_queries}")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.augment is not None and not callable(self.augment):
+            raise TypeError("augment must be callable (x, generator=...) -> x, "
+                            f"got {type(self.augment).__name__}")
 
     def _query(self, oracle: Classifier, x: torch.Tensor) -> torch.Tensor:
         y = oracle.predict(x)
@@ -120,11 +135,19 @@ class SubstituteAttack:
                opt: torch.optim.Optimizer, generator: torch.Generator | None) -> None:
         model.train()
         n = x.shape[0]
+        aug_gen = generator if generator is not None else getattr(self, "aug_generator_", None)
         for _ in range(self.train_epochs):
             order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
             for s in range(0, n, self.batch_size):
                 b = order[s:s + self.batch_size].to(x.device)
-                loss = F.cross_entropy(model(x[b]), y[b])
+                xb = x[b]
+                if self.augment is not None:
+                    # without a generator, a fixed-seed one: the caller's global RNG stays untouched
+                    xb = self.augment(xb, generator=aug_gen)
+                    if xb.shape != x[b].shape:
+                        raise ValueError("augment changed the batch shape "
+                                         f"{tuple(x[b].shape)} -> {tuple(xb.shape)}")
+                loss = F.cross_entropy(model(xb), y[b])
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -186,6 +209,7 @@ class SubstituteAttack:
         if x_seed.shape[0] == 0:
             raise ValueError("the seed set is empty; give a few inputs per class (the paper uses 150)")
         orc = as_classifier(oracle)
+        self.aug_generator_ = torch.Generator(device=x_seed.device).manual_seed(0)
         self.queries_ = 0
         self.history_: list[dict[str, Any]] = []
         model = copy.deepcopy(substitute)
