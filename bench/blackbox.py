@@ -33,7 +33,7 @@ import torch
 from advlab.analysis.transfer import cross_training_set, ensemble_transfer, transfer_matrix
 from advlab.attacks import FGSM, PGD
 from advlab.attacks.momentum import MIFGSM
-from advlab.attacks.substitute import SubstituteAttack
+from advlab.attacks.substitute import SubstituteAttack, substitute_augmentation
 from advlab.data import load_dataset
 from advlab.models import create_model
 from advlab.models.sklearn import SklearnDecisionTree, TorchClassifier, create_sklearn_model
@@ -109,15 +109,16 @@ def run_blackbox(oracle: Any, name: str, x_seed: torch.Tensor, x_eval: torch.Ten
     threat = ThreatModel("linf", args.eps)
     atk = SubstituteAttack(substitute_epochs=args.rho, augmentation_step=0.1, sign_period=3,
                            train_epochs=args.train_epochs, max_queries=args.max_queries,
-                           ensemble=args.ensemble)
+                           ensemble=args.ensemble,
+                           augment=substitute_augmentation() if args.augment == "affine" else None)
     fgsm = FGSM(loss=args.craft_loss)
     smooth = None
     if args.craft_noise > 0:  # FGSM on the Gaussian-smoothed substitute: one step, averaged gradient
         from advlab.physical.attacks import EOT
         from advlab.physical.transforms import GaussianNoise
 
-        smooth = EOT(GaussianNoise(args.craft_noise), samples=args.craft_samples, steps=1,
-                     step_size=args.eps, loss=args.craft_loss)
+        smooth = EOT(GaussianNoise(args.craft_noise, straight_through_clip=True), samples=args.craft_samples,
+                     steps=1, step_size=args.eps, loss=args.craft_loss)
 
     def cb(rnd: int, s: SubstituteAttack) -> dict[str, Any]:
         r = s.evaluate(eval_oracle, x_eval, y_eval, threat, attack=fgsm, with_true_labels=True)
@@ -388,6 +389,8 @@ def main() -> None:
     p.add_argument("--craft-noise", type=float, default=0.0,
                    help="> 0: also FGSM on the Gaussian-smoothed substitute (EOT, one step) with this std")
     p.add_argument("--craft-samples", type=int, default=32)
+    p.add_argument("--augment", choices=["none", "affine"], default="none",
+                   help="substitute training augmentation (SubstituteAttack(augment=...)); no queries")
     p.add_argument("--http", action="store_true", help="query the CNN through advlab's HTTP API")
     p.add_argument("--cnn-only", action="store_true")
     p.add_argument("--adv-checkpoint", default=None, help="an adversarially trained model to attack too")

@@ -361,3 +361,25 @@ def test_cli_destruction_table(tmp_path, digits_mlp):  # type: ignore[no-untyped
     bad = CliRunner().invoke(app, ["physical", "destruction", "--model", str(tmp_path / "model"),
                                    "--dataset", "digits", "--transforms", "sepia"])
     assert isinstance(bad.exception, ValueError) and "sepia" in str(bad.exception)
+
+
+def test_gaussian_noise_straight_through_clip():
+    x = torch.zeros(4, 1, 6, 6)
+    x[:, :, 2:4, 2:4] = 1.0  # black background, white square: much of each copy is clipped
+    outs, grads = [], []
+    for st in (False, True):
+        t = GaussianNoise(0.3, straight_through_clip=st)
+        xg = x.clone().requires_grad_(True)
+        y = t(xg, generator=torch.Generator().manual_seed(0))
+        (g,) = torch.autograd.grad(y.sum(), xg)
+        outs.append(y.detach())
+        grads.append(g)
+        assert t.exact_gradient is (not st) and t.settings()["straight_through_clip"] is st
+    assert torch.equal(outs[0], outs[1]) and 0 <= float(outs[0].min()) and float(outs[0].max()) <= 1
+    clipped = (outs[0] == 0) | (outs[0] == 1)
+    assert bool(clipped.any()) and bool((~clipped).any())
+    # exact: the clip blocks the gradient of clipped pixels; straight-through: identity everywhere
+    assert torch.equal(grads[0], (~clipped).float())
+    assert torch.equal(grads[1], torch.ones_like(x))
+    with pytest.raises(TypeError, match="straight_through_clip"):
+        GaussianNoise(0.3, straight_through_clip=1)  # type: ignore[arg-type]

@@ -192,10 +192,12 @@ def test_cli_serve_and_blackbox_end_to_end(trained_softmax, tmp_path, cli_env): 
                             "--seed-size", "30", "--substitute-epochs", "3", "--train-epochs", "3",
                             "--max-queries", "200", "--n-eval", "50", "--no-eval-every-round",
                             "--ensemble", "2", "--craft-noise", "0.3", "--craft-samples", "4",
-                            "--out", str(out)], env=cli_env, capture_output=True, text=True, timeout=240)
+                            "--augment", "affine", "--out", str(out)],
+                           env=cli_env, capture_output=True, text=True, timeout=240)
         assert r.returncode == 0, r.stderr
         res = json.loads(out.read_text())
         assert res["queries"] == 120 and res["settings"]["ensemble"] == 2
+        assert res["settings"]["augment"]["transform"] == "Affine"
         assert res["craft_attack"]["attack"] == "EOT" and res["craft_attack"]["steps"] == 1
         assert res["final"]["ensemble"] == 2 and 0 <= res["final"]["oracle_misclassification"] <= 1
         assert HTTPOracle(url).stats()["queries"] == 2 * (120 + 2 * 50)
@@ -203,6 +205,10 @@ def test_cli_serve_and_blackbox_end_to_end(trained_softmax, tmp_path, cli_env): 
                              env=cli_env, capture_output=True, text=True, timeout=120)
         assert bad.returncode != 0 and "--ensemble must be >= 1" in bad.stderr
         assert "Traceback" not in bad.stderr
+        bad = subprocess.run([sys.executable, "-m", "advlab", "blackbox", "--oracle", url,
+                              "--augment", "flip"],
+                             env=cli_env, capture_output=True, text=True, timeout=120)
+        assert bad.returncode != 0 and "--augment must be none or affine" in bad.stderr
     finally:
         proc.terminate()
         proc.wait(timeout=30)

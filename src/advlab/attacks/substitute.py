@@ -31,9 +31,20 @@ from advlab.models.sklearn import Classifier, as_classifier
 from advlab.threat import ThreatModel
 from advlab.validation import check_inputs
 
-__all__ = ["SubstituteAttack"]
+__all__ = ["SubstituteAttack", "substitute_augmentation"]
 
 log = logging.getLogger(__name__)
+
+
+def substitute_augmentation() -> Callable[..., torch.Tensor]:
+    """The ``augment`` preset of ``advlab blackbox --augment affine``: small affine jitter.
+
+    Rotation within +-10 degrees, scale 0.9-1.1, shift within +-7% of the side (2 pixels
+    on MNIST), zero padding: changes a handwritten digit's pixels, not its class.
+    """
+    from advlab.physical.transforms import Affine  # lazy: advlab.physical imports advlab.attacks
+
+    return Affine(rotation=(-10.0, 10.0), scale=(0.9, 1.1), translate=(-0.07, 0.07), padding="zeros")
 
 
 class SubstituteAttack:
@@ -274,7 +285,7 @@ class SubstituteAttack:
 
         With ``ensemble > 1`` the attacked model is the logit mean of the substitutes.
         Any attack works, e.g. FGSM on a Gaussian-smoothed substitute:
-        ``EOT(GaussianNoise(0.3), samples=32, steps=1, step_size=eps)`` from
+        ``EOT(GaussianNoise(0.3, straight_through_clip=True), samples=32, steps=1, step_size=eps)`` from
         :mod:`advlab.physical` (one sign step along the gradient averaged over noisy
         copies).
 

@@ -270,6 +270,8 @@ def blackbox_cmd(
     craft_noise: Annotated[float, typer.Option(help="> 0: FGSM on the Gaussian-smoothed substitute, the sign of the "
                                                "gradient averaged over noisy copies with this std.")] = 0.0,
     craft_samples: Annotated[int, typer.Option(help="Noisy copies per gradient with --craft-noise.")] = 32,
+    augment: Annotated[str, typer.Option(help="Substitute training augmentation (no queries): none, or affine "
+                                         "(rotation +-10 deg, scale 0.9-1.1, shift +-7% of the side).")] = "none",
     eps: float = 0.3,
     n_eval: Annotated[int, typer.Option(help="Test images (after the seed images) to evaluate on.")] = 1000,
     eval_every_round: Annotated[bool, typer.Option(help="Measure oracle misclassification after every round (2 oracle queries per image, counted apart).")] = True,
@@ -279,7 +281,7 @@ def blackbox_cmd(
     cache_dir: CacheDir = None,
 ) -> None:
     """Label-only black-box attack (Papernot et al. 2017): substitute + Jacobian augmentation + FGSM."""
-    from advlab.attacks.substitute import SubstituteAttack
+    from advlab.attacks.substitute import SubstituteAttack, substitute_augmentation
     from advlab.models import create_model
     from advlab.threat import ThreatModel
 
@@ -287,6 +289,8 @@ def blackbox_cmd(
         raise UsageError(f"--craft-loss must be ce or cw, got {craft_loss!r}")
     if ensemble < 1:
         raise UsageError(f"--ensemble must be >= 1, got {ensemble}")
+    if augment not in ("none", "affine"):
+        raise UsageError(f"--augment must be none or affine, got {augment!r}")
     if not 0 <= craft_noise <= 1 or craft_samples < 1:
         raise UsageError(f"--craft-noise must be in [0, 1] and --craft-samples >= 1, got {craft_noise}, {craft_samples}")
     test = _load_data(dataset, "test", data_dir, cache_dir, seed_size + n_eval, None)
@@ -310,7 +314,7 @@ def blackbox_cmd(
     threat = ThreatModel("linf", eps)
     atk = SubstituteAttack(substitute_epochs=substitute_epochs, augmentation_step=augmentation_step,
                            sign_period=sign_period, train_epochs=train_epochs, max_queries=max_queries,
-                           ensemble=ensemble)
+                           ensemble=ensemble, augment=substitute_augmentation() if augment == "affine" else None)
     torch.manual_seed(seed)
     if substitute == "mlp":
         sub = create_model("mlp", in_shape=list(test.shape), num_classes=test.num_classes, hidden=(200, 200))
@@ -331,7 +335,8 @@ def blackbox_cmd(
         from advlab.physical.attacks import EOT
         from advlab.physical.transforms import GaussianNoise
 
-        fgsm = EOT(GaussianNoise(craft_noise), samples=craft_samples, steps=1, step_size=eps, loss=craft_loss)
+        fgsm = EOT(GaussianNoise(craft_noise, straight_through_clip=True), samples=craft_samples, steps=1,
+                   step_size=eps, loss=craft_loss)
 
     def callback(rnd: int, s: SubstituteAttack) -> dict[str, Any]:
         last = rnd == substitute_epochs - 1

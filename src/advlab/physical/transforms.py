@@ -209,16 +209,34 @@ class GaussianNoise(Transform):
 
     Args:
         std: noise standard deviation in ``[0, 1]``, or a range.
+        straight_through_clip: let the gradient pass the clip to ``[0, 1]`` unchanged.
+            ``False`` (default) is the exact gradient: a copy whose pixel was clipped
+            contributes nothing for that pixel, so on a black MNIST background only
+            copies with positive noise count. ``True`` takes the gradient at each noisy,
+            clipped copy and hands it to the input as is, the SmoothGrad estimate
+            (Smilkov et al. 2017, "SmoothGrad: removing noise by adding noise",
+            arXiv:1706.03825) of the smoothed model's gradient; it made FGSM on a
+            smoothed substitute transfer better (docs/transfer.md).
     """
 
-    def __init__(self, std: Param = 0.05) -> None:
+    def __init__(self, std: Param = 0.05, straight_through_clip: bool = False) -> None:
         self.std = _check_param("std", std, 0.0, 1.0)
+        if not isinstance(straight_through_clip, bool):
+            raise TypeError(f"straight_through_clip must be a bool, got {straight_through_clip!r}")
+        self.straight_through_clip = straight_through_clip
+
+    @property
+    def exact_gradient(self) -> bool:  # type: ignore[override]
+        return not self.straight_through_clip
 
     def _apply(self, x: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         n = x.shape[0]
         s = _sample(self.std, n, generator, x).view(n, 1, 1, 1)
         noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-        return (x + s * noise).clamp(0, 1)
+        y = x + s * noise
+        if self.straight_through_clip:
+            return _straight_through(y, y.clamp(0, 1))
+        return y.clamp(0, 1)
 
 
 class JPEG(Transform):
