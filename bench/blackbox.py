@@ -115,7 +115,7 @@ def run_blackbox(oracle: Any, name: str, x_seed: torch.Tensor, x_eval: torch.Ten
     smooth = None
     if args.craft_noise > 0:  # FGSM on the Gaussian-smoothed substitute: one step, averaged gradient
         from advlab.physical.attacks import EOT
-        from advlab.physical.transforms import GaussianNoise
+        from advlab.transforms import GaussianNoise
 
         smooth = EOT(GaussianNoise(args.craft_noise, straight_through_clip=True), samples=args.craft_samples,
                      steps=1, step_size=args.eps, loss=args.craft_loss)

@@ -42,7 +42,7 @@ def substitute_augmentation() -> Callable[..., torch.Tensor]:
     Rotation within +-10 degrees, scale 0.9-1.1, shift within +-7% of the side (2 pixels
     on MNIST), zero padding: changes a handwritten digit's pixels, not its class.
     """
-    from advlab.physical.transforms import Affine  # lazy: advlab.physical imports advlab.attacks
+    from advlab.transforms import Affine  # lazy: advlab.physical imports advlab.attacks
 
     return Affine(rotation=(-10.0, 10.0), scale=(0.9, 1.1), translate=(-0.07, 0.07), padding="zeros")
 

@@ -333,7 +333,7 @@ def blackbox_cmd(
     fgsm: Attack = FGSM(loss=craft_loss)
     if craft_noise > 0:
         from advlab.physical.attacks import EOT
-        from advlab.physical.transforms import GaussianNoise
+        from advlab.transforms import GaussianNoise
 
         fgsm = EOT(GaussianNoise(craft_noise, straight_through_clip=True), samples=craft_samples, steps=1,
                    step_size=eps, loss=craft_loss)

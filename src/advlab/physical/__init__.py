@@ -1,4 +1,7 @@
-"""Adversarial examples in the physical world: camera-like transforms, destruction rate, EOT.
+"""Adversarial examples in the physical world: destruction rate and its attack set.
+
+The camera-like transforms live in :mod:`advlab.transforms` and EOT/ILLC in
+:mod:`advlab.attacks`; they are re-exported here for ``from advlab.physical import ...``.
 
 References:
     Kurakin, Goodfellow & Bengio, "Adversarial examples in the physical world",
@@ -17,7 +20,7 @@ from advlab.physical.destruction import (
     destruction_rate,
     destruction_rate_from_predictions,
 )
-from advlab.physical.transforms import (
+from advlab.transforms import (
     JPEG,
     TRANSFORMS,
     Affine,

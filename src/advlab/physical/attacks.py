@@ -18,8 +18,8 @@ from advlab.attacks.base import Attack, AttackResult
 from advlab.attacks.pgd import PGD
 from advlab.criteria import Criterion, TargetedMisclassification
 from advlab.losses import LOSSES, cw_margin
-from advlab.physical.transforms import Transform, print_and_photograph
 from advlab.threat import ThreatModel
+from advlab.transforms import Transform, print_and_photograph
 
 __all__ = ["ILLC", "EOT", "least_likely_class"]
 
@@ -103,7 +103,7 @@ class EOT(Attack):
 
     Args:
         transform: the distribution of transformations; default
-            :func:`~advlab.physical.transforms.print_and_photograph`.
+            :func:`~advlab.transforms.print_and_photograph`.
         samples: transformations per gradient estimate (``>= 1``).
         steps: gradient steps (``>= 1``).
         step_size: absolute step; default ``rel_step_size * eps``.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from advlab.attacks.base import Attack
 from advlab.attacks.pgd import BIM, FGSM
 from advlab.physical.attacks import EOT, ILLC
-from advlab.physical.transforms import Transform, print_and_photograph
+from advlab.transforms import Transform, print_and_photograph
 
 __all__ = ["PHYSICAL_ATTACKS", "physical_attacks"]
 

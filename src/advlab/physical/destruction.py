@@ -24,8 +24,8 @@ import torch
 from torch import nn
 
 from advlab.attacks.base import Attack
-from advlab.physical.transforms import Transform
 from advlab.threat import ThreatModel
+from advlab.transforms import Transform
 from advlab.validation import check_inputs, eval_mode
 
 __all__ = ["DestructionRate", "destruction_rate", "destruction_rate_from_predictions",
