@@ -114,7 +114,7 @@ def run_blackbox(oracle: Any, name: str, x_seed: torch.Tensor, x_eval: torch.Ten
     fgsm = FGSM(loss=args.craft_loss)
     smooth = None
     if args.craft_noise > 0:  # FGSM on the Gaussian-smoothed substitute: one step, averaged gradient
-        from advlab.physical.attacks import EOT
+        from advlab.attacks.eot import EOT
         from advlab.transforms import GaussianNoise
 
         smooth = EOT(GaussianNoise(args.craft_noise, straight_through_clip=True), samples=args.craft_samples,

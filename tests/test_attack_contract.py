@@ -10,10 +10,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from advlab.attacks import APGD, APGDT, BIM, FGSM, MIFGSM, PGD, Square
+from advlab.attacks import APGD, APGDT, BIM, EOT, FGSM, ILLC, MIFGSM, PGD, Square
 from advlab.attacks.universal import UniversalAttack  # issue 6
 from advlab.criteria import Misclassification, TargetedMisclassification
-from advlab.physical import EOT, ILLC
 from advlab.threat import ThreatModel
 
 NORMS = ["linf", "l2", "l1"]

@@ -8,7 +8,8 @@ __all__ = ["Attack", "AttackResult", "PGD", "BIM", "FGSM", "FGM", "ATTACKS", "cr
 ATTACKS: dict[str, type[Attack]] = {"fgsm": FGSM, "fgm": FGM, "bim": BIM, "pgd": PGD}
 
 # issue 7: physical world (iterative least-likely class; expectation over transformation)
-from advlab.physical.attacks import EOT, ILLC  # noqa: E402
+from advlab.attacks.eot import EOT  # noqa: E402
+from advlab.attacks.illc import ILLC  # noqa: E402
 
 ATTACKS.update({"illc": ILLC, "eot": EOT})
 __all__ += ["ILLC", "EOT"]

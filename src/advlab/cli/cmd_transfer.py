@@ -332,7 +332,7 @@ def blackbox_cmd(
 
     fgsm: Attack = FGSM(loss=craft_loss)
     if craft_noise > 0:
-        from advlab.physical.attacks import EOT
+        from advlab.attacks.eot import EOT
         from advlab.transforms import GaussianNoise
 
         fgsm = EOT(GaussianNoise(craft_noise, straight_through_clip=True), samples=craft_samples, steps=1,

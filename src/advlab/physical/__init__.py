@@ -9,8 +9,8 @@ References:
     Robust Adversarial Examples", ICML 2018.
 """
 
-import advlab.attacks  # noqa: F401,I001  (first: it registers ILLC/EOT from this package)
-from advlab.physical.attacks import EOT, ILLC, least_likely_class
+from advlab.attacks.eot import EOT
+from advlab.attacks.illc import ILLC, least_likely_class
 from advlab.physical.defaults import PHYSICAL_ATTACKS, physical_attacks
 from advlab.physical.destruction import (
     DestructionRate,

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from advlab.attacks.base import Attack
+from advlab.attacks.eot import EOT
+from advlab.attacks.illc import ILLC
 from advlab.attacks.pgd import BIM, FGSM
-from advlab.physical.attacks import EOT, ILLC
 from advlab.transforms import Transform, print_and_photograph
 
 __all__ = ["PHYSICAL_ATTACKS", "physical_attacks"]

@@ -209,7 +209,7 @@ def blackbox_section(ctx: LectureContext) -> Section:
     fig = tfig.queries_curve(hist, published=(6400, 0.8424))
     final = hist[-1]
     # the same queries, one better single step: FGSM on the Gaussian-smoothed substitute
-    from advlab.physical.attacks import EOT
+    from advlab.attacks.eot import EOT
     from advlab.transforms import GaussianNoise
 
     noise_fgsm = EOT(GaussianNoise(0.3, straight_through_clip=True), samples=8 if ctx.quick else 16, steps=1,
