@@ -75,7 +75,7 @@ def _substitute_ensemble(atk: SubstituteAttack, args: argparse.Namespace, shape:
     """
     import copy
 
-    from advlab.analysis.transfer import EnsembleModel
+    from advlab.models.ensemble import EnsembleModel
 
     t0 = time.perf_counter()
     q0 = atk.queries_

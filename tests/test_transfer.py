@@ -8,7 +8,6 @@ import torch
 from torch import nn
 
 from advlab.analysis.transfer import (
-    EnsembleModel,
     cross_training_set,
     ensemble_transfer,
     source_method,
@@ -19,6 +18,7 @@ from advlab.attacks.tree import DecisionTreeAttack, leaf_boxes
 from advlab.criteria import TargetedMisclassification
 from advlab.defenses import TrainConfig, fit
 from advlab.models import create_model
+from advlab.models.ensemble import EnsembleModel
 from advlab.models.sklearn import (
     KNNRelaxation,
     SklearnDecisionTree,

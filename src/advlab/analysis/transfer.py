@@ -6,7 +6,7 @@
   misclassifies.
 * :func:`cross_training_set`: one architecture trained on two disjoint halves of
   the training set, transfer both ways (Szegedy et al. 2013; Papernot et al. 2016).
-* :class:`EnsembleModel` and :func:`ensemble_transfer`: attack an ensemble at once
+* :class:`~advlab.models.ensemble.EnsembleModel` and :func:`ensemble_transfer`: attack an ensemble at once
   and test on a held-out model (Liu, Chen, Liu & Song 2017).
 
 Sources can be torch models (attacked with any :class:`~advlab.attacks.base.Attack`,
@@ -20,18 +20,18 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from advlab.attacks.base import Attack
 from advlab.attacks.pgd import FGSM
 from advlab.attacks.tree import DecisionTreeAttack
 from advlab.criteria import Misclassification
+from advlab.models.ensemble import EnsembleModel
 from advlab.models.sklearn import SklearnDecisionTree, as_classifier
 from advlab.threat import ThreatModel
 
@@ -54,47 +54,6 @@ Source = Any  # nn.Module | SklearnClassifier | Classifier with as_module()
 
 def _mean(t: torch.Tensor) -> float:
     return float(t.float().mean()) if t.numel() else math.nan
-
-
-class EnsembleModel(nn.Module):
-    """Several models fused into one, the objective of the ensemble attack.
-
-    ``combine="prob"`` (Liu et al. 2017) returns the log of the weighted average of
-    the members' softmax probabilities, a valid logit vector whose cross-entropy is
-    the paper's ensemble loss; ``combine="logits"`` averages the logits.
-
-    Args:
-        models: members (all taking the same inputs and giving the same classes).
-        weights: non-negative weights (default: equal); normalised to sum to 1.
-        combine: ``"prob"`` or ``"logits"``.
-
-    References:
-        Liu, Chen, Liu & Song, "Delving into Transferable Adversarial Examples and
-        Black-box Attacks", ICLR 2017 (arXiv:1611.02770).
-    """
-
-    def __init__(self, models: Sequence[nn.Module], weights: Sequence[float] | None = None,
-                 combine: str = "prob") -> None:
-        super().__init__()
-        if not models:
-            raise ValueError("an ensemble needs at least one model")
-        if combine not in ("prob", "logits"):
-            raise ValueError(f"combine must be 'prob' or 'logits', got {combine!r}")
-        w = torch.ones(len(models)) if weights is None else torch.as_tensor(weights, dtype=torch.float32)
-        if w.shape != (len(models),) or bool((w < 0).any()) or float(w.sum()) <= 0:
-            raise ValueError("weights must be one non-negative number per model, not all zero")
-        self.members = nn.ModuleList(models)
-        self.register_buffer("weights", w / w.sum())
-        self.combine = combine
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        outs = torch.stack([m(x) for m in self.members])  # (K, N, C)
-        weights: torch.Tensor = self.weights  # type: ignore[assignment]
-        w = weights.to(outs.dtype)
-        if self.combine == "logits":
-            return (outs * w[:, None, None]).sum(dim=0)
-        logp = F.log_softmax(outs, dim=2)
-        return torch.logsumexp(logp + w.log()[:, None, None], dim=0)
 
 
 def source_method(source: Source, attack: Attack | None = None) -> str:

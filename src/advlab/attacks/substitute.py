@@ -27,8 +27,10 @@ from torch import nn
 from advlab.attacks.base import Attack, AttackResult
 from advlab.attacks.pgd import FGSM
 from advlab.criteria import Misclassification
+from advlab.models.ensemble import EnsembleModel
 from advlab.models.sklearn import Classifier, as_classifier
 from advlab.threat import ThreatModel
+from advlab.transforms import Affine
 from advlab.validation import check_inputs
 
 __all__ = ["SubstituteAttack", "substitute_augmentation"]
@@ -42,8 +44,6 @@ def substitute_augmentation() -> Callable[..., torch.Tensor]:
     Rotation within +-10 degrees, scale 0.9-1.1, shift within +-7% of the side (2 pixels
     on MNIST), zero padding: changes a handwritten digit's pixels, not its class.
     """
-    from advlab.transforms import Affine  # lazy: advlab.physical imports advlab.attacks
-
     return Affine(rotation=(-10.0, 10.0), scale=(0.9, 1.1), translate=(-0.07, 0.07), padding="zeros")
 
 
@@ -270,8 +270,6 @@ class SubstituteAttack:
                     else k)
             self.substitutes_.append(self._replay(substitute, seed, generator))
         if self.ensemble > 1:
-            from advlab.analysis.transfer import EnsembleModel  # lazy: analysis imports attacks
-
             self.attack_model_ = EnsembleModel(self.substitutes_, combine="logits").eval()
         return self
 
