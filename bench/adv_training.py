@@ -29,7 +29,6 @@ from typing import Any
 import torch
 
 from advlab.attacks import FGSM, PGD
-from advlab.checkpoint import atomic_write_text
 from advlab.data import load_dataset
 from advlab.defenses import (
     VAT,
@@ -41,6 +40,7 @@ from advlab.defenses import (
     fit,
 )
 from advlab.evaluation import evaluate
+from advlab.io import atomic_write_json
 from advlab.models import create_model
 from advlab.threat import ThreatModel
 
@@ -217,7 +217,7 @@ def main(argv: list[str] | None = None) -> None:
     result = {"fgsm-rs": fgsm_rs, "goodfellow": goodfellow, "vat": vat}[args.recipe](args)
     result["command"] = "python bench/adv_training.py " + " ".join(sys.argv[1:] if argv is None else argv)
     out = args.out or RESULTS / f"adv_training_{args.recipe.replace('-', '_')}.json"
-    atomic_write_text(out, json.dumps(result, indent=2, default=str) + "\n")
+    atomic_write_json(out, result)
     print(json.dumps({k: v for k, v in result.items() if k in ("eval", "cascade", "test_error",
                                                                 "clean", "adversarial")},
                      default=str)[:3000])

@@ -11,14 +11,12 @@ A checkpoint directory holds
 
 Nothing is ever unpickled: safetensors stores raw tensors, JSON the rest.
 Every file is written to a temporary file in the same directory and moved into
-place with :func:`os.replace`, so an interrupted write leaves the old file.
+place with :func:`os.replace` (:mod:`advlab.io`), so an interrupted write leaves the old file.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +27,7 @@ from safetensors.torch import save as st_save
 from torch import nn
 
 from advlab import __version__
+from advlab.io import atomic_write_bytes, atomic_write_text  # re-exported
 from advlab.models.registry import create_model
 
 __all__ = [
@@ -49,30 +48,6 @@ STATE_FILE = "train_state.safetensors"
 
 class CheckpointError(ValueError):
     """A checkpoint is missing, corrupt or does not match."""
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temp file in the same dir + ``os.replace``)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)  # mkstemp creates 0600; give the usual permissions
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write ``text`` (UTF-8) to ``path`` atomically."""
-    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def _model_meta(model: nn.Module, extra: dict[str, Any] | None) -> dict[str, Any]:

@@ -106,9 +106,9 @@ def _load_model(spec: str) -> nn.Module:
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    from advlab.checkpoint import atomic_write_text
+    from advlab.io import atomic_write_json
 
-    atomic_write_text(path, json.dumps(obj, indent=2, default=str) + "\n")
+    atomic_write_json(path, obj)
 
 
 def _make_attack(name: str, steps: int | None, step_size: float | None,
@@ -390,9 +390,9 @@ def attack_cmd(
     """Craft adversarial examples, save them (uint8 + labels + predictions) and a grid image."""
     from safetensors.torch import save as st_save
 
-    from advlab.checkpoint import atomic_write_bytes
     from advlab.criteria import Misclassification, TargetedMisclassification
     from advlab.evaluation import predict
+    from advlab.io import atomic_write_bytes
     from advlab.models import confidence
     from advlab.reporting import figures
     from advlab.threat import ThreatModel
@@ -424,7 +424,7 @@ def attack_cmd(
         x, xq, clean_logits.argmax(1).tolist(), confidence(net, clean_logits).tolist(),
         adv_logits.argmax(1).tolist(), confidence(net, adv_logits).tolist(), ds.classes,
         labels=y.tolist())
-    from advlab.checkpoint import atomic_write_bytes as _awb
+    from advlab.io import atomic_write_bytes as _awb
 
     _awb(out / "grid.png", figures.figure_to_png(fig))
     summary = {"n_examples": len(ds), "success_rate": res.success_rate,
@@ -472,7 +472,7 @@ def lecture(
     cache_dir: CacheDir = None,
 ) -> None:
     """Run the lecture's experiments and write one self-contained HTML report."""
-    from advlab.checkpoint import atomic_write_text
+    from advlab.io import atomic_write_text
     from advlab.reporting.html import render_report
     from advlab.reporting.lecture import LectureContext, run_sections
 

@@ -48,7 +48,7 @@ def analyze(
 
     Models are the lecture's recipes, trained once and cached (see `advlab lecture`).
     """
-    from advlab.checkpoint import atomic_write_bytes
+    from advlab.io import atomic_write_bytes
     from advlab.reporting.lecture import LectureContext
     from advlab.reporting.sections.analysis import ANALYSES
 

@@ -9,7 +9,6 @@ group (gloo on CPU, nccl on GPU) and only rank 0 prints and writes files.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from pathlib import Path
@@ -143,6 +142,7 @@ def curves_json(result: Any, meta: dict[str, Any]) -> dict[str, Any]:
 
 
 def write_curves(path: Path, obj: dict[str, Any]) -> None:
-    from advlab.checkpoint import atomic_write_text
+    """Write the learning-curve JSON atomically."""
+    from advlab.io import atomic_write_json
 
-    atomic_write_text(path, json.dumps(obj, indent=2, default=str) + "\n")
+    atomic_write_json(path, obj)

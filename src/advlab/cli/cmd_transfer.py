@@ -120,7 +120,7 @@ def matrix_cmd(
               "published": {"LR->DT": 0.874, "source": "Papernot, McDaniel & Goodfellow 2016"}})
     _write_json(out, d)
     if heatmap:
-        from advlab.checkpoint import atomic_write_bytes
+        from advlab.io import atomic_write_bytes
         from advlab.reporting.figures import figure_to_png
         from advlab.reporting.figures_transfer import transfer_heatmap
 
@@ -383,7 +383,7 @@ def universal_cmd(
     from safetensors.torch import save as st_save
 
     from advlab.attacks.universal import UniversalPerturbation
-    from advlab.checkpoint import atomic_write_bytes
+    from advlab.io import atomic_write_bytes
     from advlab.reporting.figures import figure_to_png
     from advlab.reporting.figures_transfer import universal_panel
     from advlab.threat import ThreatModel

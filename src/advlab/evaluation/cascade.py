@@ -33,7 +33,6 @@ import torch
 from torch import nn
 
 from advlab.attacks import APGD, APGDT, FGSM, PGD, Attack, CarliniWagnerL2, DeepFool, Square
-from advlab.checkpoint import atomic_write_bytes
 from advlab.criteria import Misclassification
 from advlab.evaluation.checks import (
     GRADIENT_FREE,
@@ -43,6 +42,7 @@ from advlab.evaluation.checks import (
     check_threat,
 )
 from advlab.evaluation.metrics import predict
+from advlab.io import atomic_write_bytes
 from advlab.threat import ThreatModel
 from advlab.validation import check_inputs, check_logits, eval_mode
 

@@ -286,14 +286,14 @@ def save_policy(policy: TrainedPolicy, directory: Path) -> None:
     """Write ``q.safetensors`` and ``policy.json`` atomically into ``directory``."""
     from safetensors.torch import save
 
-    from advlab.checkpoint import atomic_write_bytes, atomic_write_text
+    from advlab.io import atomic_write_bytes, atomic_write_json
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(directory / "q.safetensors",
                        save({k: v.contiguous() for k, v in policy.q.state_dict().items()}))
     meta = {**policy.to_dict(), "network": policy.q.config, "version": __version__}
-    atomic_write_text(directory / "policy.json", json.dumps(meta, indent=2) + "\n")
+    atomic_write_json(directory / "policy.json", meta)
 
 
 def load_policy(directory: Path) -> TrainedPolicy:

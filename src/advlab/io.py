@@ -1,0 +1,65 @@
+"""Atomic file writes: a reader sees the old file or the new one, never half of one.
+
+Every write goes to a temporary file in the target's directory, is flushed and
+``fsync``-ed, and is then moved into place with :func:`os.replace` (atomic on
+POSIX and Windows within one file system). A write that fails or is interrupted
+leaves the old file; on an exception the temporary file is removed.
+
+This is the bottom-layer home of the writers that checkpoints, caches, the
+cascade state and the command line share; :mod:`advlab.checkpoint` re-exports
+them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+__all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_write_json"]
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (temp file in the same dir + ``os.replace``).
+
+    Args:
+        path: the target file; missing parent directories are created.
+        data: the file's new content.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)  # mkstemp creates 0600; give the usual permissions
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | Path, obj: Any, *, indent: int | None = 2,
+                      sort_keys: bool = False) -> None:
+    """Write ``obj`` as JSON (plus a final newline) to ``path`` atomically.
+
+    Values JSON cannot represent (paths, dates, ...) are written as ``str(value)``.
+
+    Args:
+        path: the target file; missing parent directories are created.
+        obj: a JSON-serialisable object.
+        indent: ``json.dumps`` indentation (``None``: one line).
+        sort_keys: sort the keys of every object.
+    """
+    atomic_write_text(path, json.dumps(obj, indent=indent, sort_keys=sort_keys, default=str) + "\n")

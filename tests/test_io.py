@@ -1,0 +1,38 @@
+"""advlab.io: atomic writes (the old file survives a failed write, no temp file is left)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import advlab.checkpoint
+from advlab.io import atomic_write_bytes, atomic_write_json, atomic_write_text
+
+
+def test_bytes_text_json_round_trip(tmp_path: Path) -> None:
+    atomic_write_bytes(tmp_path / "a" / "b.bin", b"\x00\x01")
+    assert (tmp_path / "a" / "b.bin").read_bytes() == b"\x00\x01"
+    atomic_write_text(tmp_path / "t.txt", "héllo")
+    assert (tmp_path / "t.txt").read_text(encoding="utf-8") == "héllo"
+    atomic_write_json(tmp_path / "r.json", {"b": 1, "a": tmp_path})
+    text = (tmp_path / "r.json").read_text()
+    assert text.endswith("}\n") and "\n  " in text  # indented, newline-terminated
+    assert json.loads(text) == {"b": 1, "a": str(tmp_path)}  # Path written as str
+    atomic_write_json(tmp_path / "s.json", {"b": 1, "a": 2}, indent=None, sort_keys=True)
+    assert (tmp_path / "s.json").read_text() == '{"a": 2, "b": 1}\n'
+
+
+def test_failed_write_keeps_old_file_and_leaves_no_temp(tmp_path: Path) -> None:
+    target = tmp_path / "r.json"
+    atomic_write_text(target, "old")
+    with pytest.raises(TypeError):
+        atomic_write_bytes(target, "not bytes")  # type: ignore[arg-type]
+    assert target.read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json"]
+
+
+def test_checkpoint_re_exports_the_writers() -> None:
+    assert advlab.checkpoint.atomic_write_bytes is atomic_write_bytes
+    assert advlab.checkpoint.atomic_write_text is atomic_write_text
