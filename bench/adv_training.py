@@ -36,7 +36,7 @@ from advlab.defenses import (
     FastFGSMTraining,
     FGSMTraining,
     PGDTraining,
-    ScheduledTrainConfig,
+    TrainConfig,
     fit,
 )
 from advlab.evaluation import evaluate
@@ -88,8 +88,8 @@ def fgsm_rs(args: argparse.Namespace) -> dict[str, Any]:
     if args.limit:
         train = train.subset(limit=args.limit)
     arch_extra = json.loads(args.settings)
-    cfg = ScheduledTrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=0,
-                               lr_schedule="cyclic")
+    cfg = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=0,
+                      lr_schedule="cyclic")
     if args.pgd_steps:  # PGD-AT hybrid at the same pass budget (steps + 1 passes per example)
         obj = PGDTraining(eps=args.train_eps, steps=args.pgd_steps, step_size=args.step_size)
     else:
@@ -136,7 +136,7 @@ def goodfellow(args: argparse.Namespace) -> dict[str, Any]:
     if args.limit:
         train = train.subset(limit=args.limit)
     arch_extra = json.loads(args.settings)
-    cfg = ScheduledTrainConfig(epochs=args.epochs, batch_size=100, lr=args.lr, seed=0)
+    cfg = TrainConfig(epochs=args.epochs, batch_size=100, lr=args.lr, seed=0)
     curves = CurveConfig(eps=0.25, pgd_steps=10, n=args.curve_n, seed=0)
     out: dict[str, Any] = {"recipe": "goodfellow", "model": args.model,
                            "model_settings": arch_extra, "n_train": len(train),
@@ -165,8 +165,8 @@ def vat(args: argparse.Namespace) -> dict[str, Any]:
     rest = torch.ones(len(train), dtype=torch.bool)
     rest[chosen] = False
     arch_extra = json.loads(args.settings)
-    cfg = ScheduledTrainConfig(epochs=args.epochs, batch_size=100, lr=args.lr, seed=0,
-                               lr_schedule="step", unlabeled_batch_size=args.ubs)
+    cfg = TrainConfig(epochs=args.epochs, batch_size=100, lr=args.lr, seed=0,
+                      lr_schedule="step", unlabeled_batch_size=args.ubs)
     obj = VAT(eps=args.eps, xi=1e-6, iterations=1, entropy_min=args.entropy)
     model, res = _train(f"vat-{args.tag}", args.model, arch_extra, train, test, cfg, obj, None,
                         args.cache, args.resume, unlabeled=train.images[rest],

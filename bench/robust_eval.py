@@ -105,15 +105,15 @@ def at_model(data_dir: Path, cache_dir: Path, epochs: int, limit: int,
     """
     from advlab.checkpoint import STATE_FILE, load_model, read_metadata
     from advlab.data import load_dataset
-    from advlab.defenses import ScheduledTrainConfig, fit
+    from advlab.defenses import TrainConfig, fit
     from advlab.defenses.adversarial_training import FastFGSMTraining
     from advlab.models import create_model
 
     if checkpoint is not None:
         print(f"model: loaded adversarially trained model from {checkpoint}", flush=True)
         return load_model(checkpoint), {"checkpoint": str(checkpoint), "trained_now": False}
-    cfg = ScheduledTrainConfig(epochs=epochs, lr=5e-3, batch_size=100, seed=0,
-                               lr_schedule="cyclic")
+    cfg = TrainConfig(epochs=epochs, lr=5e-3, batch_size=100, seed=0,
+                      lr_schedule="cyclic")
     ckpt = cache_dir / f"mnist_strided_fgsmrs_eps0.3_n{limit}_e{epochs}_s0"
     try:
         if read_metadata(ckpt).get("epochs_done") == cfg.epochs:

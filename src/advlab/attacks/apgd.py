@@ -7,17 +7,24 @@ strategy's sparse steepest-ascent step and exact L1 projection).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
-from advlab.attacks.base import Attack, AttackResult, require_int
+from advlab.attacks.base import Attack, AttackResult, require_int, require_loss
+from advlab.attacks.engine import (
+    Evaluation,
+    LossObjective,
+    StepRule,
+    Tracker,
+    _bcast,
+    iterate,
+    random_start,
+    run_restarts,
+)
 from advlab.criteria import Criterion, TargetedMisclassification
-from advlab.losses import LOSSES
 from advlab.threat import ThreatModel
 
-__all__ = ["APGD", "APGDT", "apgd_checkpoints"]
+__all__ = ["APGD", "APGDT", "APGDStep", "apgd_checkpoints"]
 
 
 def apgd_checkpoints(steps: int) -> list[int]:
@@ -40,18 +47,82 @@ def apgd_checkpoints(steps: int) -> list[int]:
     return out
 
 
-@dataclass
-class _Outcome:
-    x: torch.Tensor
-    success: torch.Tensor
-    score: torch.Tensor
-    logits: torch.Tensor
-    passes: torch.Tensor
-    forwards: torch.Tensor
+class APGDStep(StepRule):
+    """APGD's step rule: momentum step, per-sample step size halved at checkpoints (Croce & Hein 2020).
 
+    ``z = P(x_k + eta dir(grad))``, ``x_{k+1} = P(x_k + alpha (z - x_k) + (1 - alpha)(x_k - x_{k-1}))``
+    (``alpha = 1`` on the first step). At the checkpoints of :func:`apgd_checkpoints`
+    a sample halves ``eta`` and restarts from its best point if fewer than a
+    fraction ``rho`` of the steps since the last checkpoint increased its
+    objective, or if its step was not halved at the last checkpoint and its best
+    objective has not improved since.
+    """
 
-def _bcast(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
-    return v.reshape(-1, *([1] * (like.ndim - 1)))
+    def __init__(self, eps: float, steps: int, rho: float, momentum: float) -> None:
+        self.eps = eps
+        self.steps = steps
+        self.rho = rho
+        self.momentum = momentum
+        self.checkpoints = set(apgd_checkpoints(steps))
+        self.last_cp = 0
+
+    def _start(self, xa: torch.Tensor, obj: torch.Tensor, grad: torch.Tensor) -> None:
+        n, dev = xa.shape[0], xa.device
+        self.eta = torch.full((n,), 2.0 * self.eps, dtype=xa.dtype, device=dev)
+        self.x_max, self.obj_max, self.grad_max = xa.clone(), obj.clone(), grad.clone()
+        self.x_prev = xa.clone()
+        self.history = torch.full((self.steps + 1, n), float("nan"), dtype=xa.dtype, device=dev)
+        self.history[0] = obj
+        self.obj_last_check = self.obj_max.clone()
+        self.reduced_last_check = torch.ones(n, dtype=torch.bool, device=dev)
+
+    def observe(self, t: int, xa: torch.Tensor, ev: Evaluation) -> tuple[torch.Tensor, torch.Tensor]:
+        obj, grad = ev.obj, ev.grad
+        assert grad is not None
+        if t == 0:
+            self._start(xa, obj, grad)
+            return xa, grad
+        self.history[t] = obj
+        with torch.no_grad():
+            improved = obj > self.obj_max
+            self.x_max[improved] = xa[improved]
+            self.obj_max[improved] = obj[improved]
+            self.grad_max[improved] = grad[improved]
+        if t in self.checkpoints:
+            h = self.history[self.last_cp:t + 1]
+            increases = (h[1:] > h[:-1]).sum(0)
+            cond1 = increases.to(xa.dtype) <= self.rho * (t - self.last_cp)  # as AutoAttack
+            cond2 = ~self.reduced_last_check & (self.obj_last_check >= self.obj_max)
+            halve = cond1 | cond2
+            self.reduced_last_check = halve
+            self.obj_last_check = self.obj_max.clone()
+            if bool(halve.any()):
+                self.eta = torch.where(halve, self.eta / 2, self.eta)
+                xa = torch.where(_bcast(halve, xa), self.x_max, xa)
+                grad = torch.where(_bcast(halve, grad), self.grad_max, grad)
+            self.last_cp = t
+        return xa, grad
+
+    def keep(self, mask: torch.Tensor) -> None:
+        for name in ("eta", "x_max", "obj_max", "grad_max", "x_prev", "obj_last_check",
+                     "reduced_last_check"):
+            setattr(self, name, getattr(self, name)[mask])
+        self.history = self.history[:, mask]
+
+    def step(self, t: int, xa: torch.Tensor, x0: torch.Tensor, grad: torch.Tensor,
+             threat: ThreatModel) -> torch.Tensor:
+        norm = threat.strategy
+        lo, hi = threat.bounds
+
+        def project(z: torch.Tensor) -> torch.Tensor:
+            return torch.clamp(x0 + norm.project(z - x0, self.eps), lo, hi)
+
+        with torch.no_grad():
+            alpha = self.momentum if t > 0 else 1.0
+            z = project(xa + _bcast(self.eta, xa) * norm.normalize_grad(grad))
+            x_new = project(xa + alpha * (z - xa) + (1 - alpha) * (xa - self.x_prev))
+        self.x_prev = xa
+        return x_new
 
 
 class APGD(Attack):
@@ -107,183 +178,33 @@ class APGD(Attack):
     def _check_settings(self) -> None:
         require_int("steps", self.steps, 1)
         require_int("restarts", self.restarts, 1)
-        if self.loss not in LOSSES:
-            raise ValueError(f"unknown loss {self.loss!r}; use one of {sorted(LOSSES)}")
+        require_loss(self.loss)
         if not 0 < self.rho <= 1:
             raise ValueError(f"rho must lie in (0, 1], got {self.rho}")
         if not 0 < self.momentum <= 1:
             raise ValueError(f"momentum must lie in (0, 1], got {self.momentum}")
 
-    # ------------------------------------------------------------------ one run
-    def _single(
-        self,
-        model: nn.Module,
-        x: torch.Tensor,
-        loss_crit: Criterion,
-        succ_crit: Criterion,
-        threat: ThreatModel,
-        generator: torch.Generator | None,
-        random_start: bool,
-        score_kind: str,
-    ) -> _Outcome:
-        """One APGD run on all of ``x``; returns the best point per sample."""
-        n = x.shape[0]
-        dev = x.device
-        norm = threat.strategy
-        eps = threat.eps
-        lo, hi = threat.bounds
-        kind = self.loss
+    def _single(self, model: nn.Module, x: torch.Tensor, objective: LossObjective,
+                threat: ThreatModel, generator: torch.Generator | None, tracker: Tracker,
+                idx: torch.Tensor | None, random: bool) -> None:
+        """One APGD run on the samples ``idx`` of the tracker's batch (``None``: all)."""
+        x0 = x if idx is None else x[idx]
+        start = random_start(x0, threat, generator) if random and threat.eps > 0 else x0.clone()
+        rule = APGDStep(threat.eps, self.steps, float(self.rho), float(self.momentum))
+        iterate(model, x0, objective, threat, rule, tracker, evaluations=self.steps + 1,
+                start=start, idx=idx, early_stop=self.early_stop, final_forward=False)
 
-        out_x = x.clone()
-        out_succ = torch.zeros(n, dtype=torch.bool, device=dev)
-        out_score = torch.full((n,), float("-inf"), dtype=x.dtype, device=dev)
-        out_logits: torch.Tensor | None = None
-        passes = torch.zeros(n, dtype=torch.long, device=dev)
-        forwards = torch.zeros(n, dtype=torch.long, device=dev)
+    def _run(self, model: nn.Module, x: torch.Tensor, criterion: Criterion, threat: ThreatModel,
+             generator: torch.Generator | None) -> AttackResult:
+        objective = LossObjective(criterion, self.loss)
+        tracker = Tracker(x, objective.initial_keys(x.shape[0], x))
 
-        def project(xa: torch.Tensor, x0: torch.Tensor) -> torch.Tensor:
-            return torch.clamp(x0 + norm.project(xa - x0, eps), lo, hi)
+        def run(idx: torch.Tensor | None, r: int) -> None:
+            obj = objective if idx is None else objective.subset(idx)
+            self._single(model, x, obj, threat, generator, tracker, idx, self.random_init or r > 0)
 
-        def grad_at(xa: torch.Tensor, crit: Criterion) -> tuple[torch.Tensor, ...]:
-            xg = xa.detach().requires_grad_(True)
-            with torch.enable_grad():
-                logits = model(xg)
-                obj = crit.loss(logits, kind)
-                (g,) = torch.autograd.grad(obj.sum(), xg)
-            return logits.detach(), obj.detach(), g
-
-        def record(idx: torch.Tensor, xa: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
-            nonlocal out_logits
-            sc = succ_crit[idx]
-            succ = sc.is_success(logits)
-            score = sc.loss(logits, score_kind)
-            b_succ, b_score = out_succ[idx], out_score[idx]
-            better = (succ & ~b_succ) | ((succ == b_succ) & (score > b_score))
-            if out_logits is None:
-                out_logits = logits.new_full((n, logits.shape[1]), float("nan"))
-            upd = idx[better]
-            out_x[upd] = xa[better]
-            out_succ[upd] = succ[better]
-            out_score[upd] = score[better]
-            out_logits[upd] = logits[better]
-            return succ
-
-        idx = torch.arange(n, device=dev)
-        x0 = x
-        lcrit = loss_crit
-        if random_start and eps > 0:
-            delta = norm.random_init(x.shape, eps, generator=generator, device=dev, dtype=x.dtype)
-            xa = torch.clamp(x + delta, lo, hi)
-        else:
-            xa = x.clone()
-        logits, obj, grad = grad_at(xa, lcrit)
-        passes += 1
-        succ = record(idx, xa, logits)
-
-        eta = torch.full((n,), 2.0 * eps, dtype=x.dtype, device=dev)
-        x_max, obj_max, grad_max = xa.clone(), obj.clone(), grad.clone()
-        x_prev = xa.clone()
-        history = torch.full((self.steps + 1, n), float("nan"), dtype=x.dtype, device=dev)
-        history[0] = obj
-        obj_last_check = obj_max.clone()
-        reduced_last_check = torch.ones(n, dtype=torch.bool, device=dev)
-        checkpoints = set(apgd_checkpoints(self.steps))
-        last_cp = 0
-
-        def keep_only(keep: torch.Tensor) -> None:
-            nonlocal idx, x0, lcrit, xa, grad, eta, x_max, obj_max, grad_max, x_prev
-            nonlocal history, obj_last_check, reduced_last_check
-            idx, x0, lcrit = idx[keep], x0[keep], lcrit[keep]
-            xa, grad, eta = xa[keep], grad[keep], eta[keep]
-            x_max, obj_max, grad_max = x_max[keep], obj_max[keep], grad_max[keep]
-            x_prev, history = x_prev[keep], history[:, keep]
-            obj_last_check, reduced_last_check = obj_last_check[keep], reduced_last_check[keep]
-
-        if self.early_stop and bool(succ.any()):
-            keep_only(~succ)
-
-        for i in range(self.steps):
-            if idx.numel() == 0:
-                break
-            with torch.no_grad():
-                alpha = self.momentum if i > 0 else 1.0
-                e = _bcast(eta, xa)
-                z = project(xa + e * norm.normalize_grad(grad), x0)
-                x_new = project(xa + alpha * (z - xa) + (1 - alpha) * (xa - x_prev), x0)
-                x_prev = xa
-                xa = x_new
-            logits, obj, grad = grad_at(xa, lcrit)
-            passes[idx] += 1
-            succ = record(idx, xa, logits)
-            history[i + 1] = obj
-            with torch.no_grad():
-                improved = obj > obj_max
-                x_max[improved] = xa[improved]
-                obj_max[improved] = obj[improved]
-                grad_max[improved] = grad[improved]
-            it = i + 1
-            if it in checkpoints:
-                h = history[last_cp:it + 1]
-                increases = (h[1:] > h[:-1]).sum(0)
-                cond1 = increases.to(x.dtype) <= self.rho * (it - last_cp)  # as AutoAttack
-                cond2 = ~reduced_last_check & (obj_last_check >= obj_max)
-                halve = cond1 | cond2
-                reduced_last_check = halve
-                obj_last_check = obj_max.clone()
-                if bool(halve.any()):
-                    eta = torch.where(halve, eta / 2, eta)
-                    xa = torch.where(_bcast(halve, xa), x_max, xa)
-                    grad = torch.where(_bcast(halve, grad), grad_max, grad)
-                last_cp = it
-            if self.early_stop and bool(succ.any()):
-                keep_only(~succ)
-
-        assert out_logits is not None
-        return _Outcome(out_x, out_succ, out_score, out_logits, passes, forwards)
-
-    def _merge(self, acc: _Outcome | None, new: _Outcome, idx: torch.Tensor) -> _Outcome:
-        """Fold the outcome of a run on samples ``idx`` into the running best ``acc``."""
-        if acc is None:
-            return new
-        b_succ, b_score = acc.success[idx], acc.score[idx]
-        better = (new.success & ~b_succ) | ((new.success == b_succ) & (new.score > b_score))
-        upd = idx[better]
-        acc.x[upd] = new.x[better]
-        acc.success[upd] = new.success[better]
-        acc.score[upd] = new.score[better]
-        acc.logits[upd] = new.logits[better]
-        acc.passes[idx] += new.passes
-        acc.forwards[idx] += new.forwards
-        return acc
-
-    def _result(self, x: torch.Tensor, threat: ThreatModel, acc: _Outcome,
-                info: dict[str, object]) -> AttackResult:
-        return AttackResult(x_adv=acc.x, success=acc.success, logits=acc.logits,
-                            distance=threat.strategy.distance(acc.x, x), passes=acc.passes,
-                            forwards=acc.forwards, info=info)
-
-    def _run(
-        self,
-        model: nn.Module,
-        x: torch.Tensor,
-        criterion: Criterion,
-        threat: ThreatModel,
-        generator: torch.Generator | None,
-    ) -> AttackResult:
-        self._check_settings()
-        n = x.shape[0]
-        acc: _Outcome | None = None
-        for r in range(self.restarts):
-            idx = (torch.arange(n, device=x.device) if acc is None
-                   else (~acc.success).nonzero().squeeze(1))
-            if idx.numel() == 0:
-                break
-            crit = criterion[idx]
-            out = self._single(model, x[idx], crit, crit, threat, generator,
-                               self.random_init or r > 0, self.loss)
-            acc = self._merge(acc, out, idx)
-        assert acc is not None
-        return self._result(x, threat, acc, {"checkpoints": apgd_checkpoints(self.steps)})
+        run_restarts(self.restarts, tracker, x, run)
+        return tracker.result(x, threat, {"checkpoints": apgd_checkpoints(self.steps)})
 
 
 class _TargetedDLR(TargetedMisclassification):
@@ -350,17 +271,10 @@ class APGDT(APGD):
         super()._check_settings()
         require_int("n_target_classes", self.n_target_classes, 1)
 
-    def _run(
-        self,
-        model: nn.Module,
-        x: torch.Tensor,
-        criterion: Criterion,
-        threat: ThreatModel,
-        generator: torch.Generator | None,
-    ) -> AttackResult:
+    def _run(self, model: nn.Module, x: torch.Tensor, criterion: Criterion, threat: ThreatModel,
+             generator: torch.Generator | None) -> AttackResult:
         if criterion.targeted:
             return super()._run(model, x, criterion, threat, generator)
-        self._check_settings()
         n = x.shape[0]
         with torch.no_grad():
             clean = model(x)
@@ -369,18 +283,19 @@ class APGDT(APGD):
         # rank the non-label classes by clean logit
         others = order[order != labels[:, None]].reshape(n, -1)
         k = min(self.n_target_classes, others.shape[1])
-        acc: _Outcome | None = None
-        for t in range(k):
-            for r in range(self.restarts):
-                idx = (torch.arange(n, device=x.device) if acc is None
-                       else (~acc.success).nonzero().squeeze(1))
-                if idx.numel() == 0:
-                    break
-                tcrit = _TargetedDLR(others[idx, t], labels[idx])
-                out = self._single(model, x[idx], tcrit, criterion[idx], threat, generator,
-                                   self.random_init or r > 0, "dlr")
-                acc = self._merge(acc, out, idx)
-        assert acc is not None
-        acc.forwards += 1
-        return self._result(x, threat, acc, {"checkpoints": apgd_checkpoints(self.steps),
-                                             "n_target_classes": k})
+        tracker = Tracker(x, LossObjective(criterion, "dlr").initial_keys(n, x))
+        runs = [(t, r) for t in range(k) for r in range(self.restarts)]
+
+        def run(idx: torch.Tensor | None, i: int) -> None:
+            t, r = runs[i]  # target class t (by clean logit), restart r
+            sel = torch.arange(n, device=x.device) if idx is None else idx
+            objective = LossObjective(_TargetedDLR(others[sel, t], labels[sel]), self.loss,
+                                      criterion[sel], "dlr")
+            self._single(model, x, objective, threat, generator, tracker, idx,
+                         self.random_init or r > 0)
+
+        # the first run attacks every sample, each later one only those not broken yet
+        run_restarts(len(runs), tracker, x, run)
+        tracker.forwards += 1
+        return tracker.result(x, threat, {"checkpoints": apgd_checkpoints(self.steps),
+                                          "n_target_classes": k})

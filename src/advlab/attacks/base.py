@@ -7,6 +7,7 @@ never touches parameter ``.grad`` and never modifies the input in place.
 
 from __future__ import annotations
 
+import inspect
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field, fields
@@ -16,10 +17,11 @@ import torch
 from torch import nn
 
 from advlab.criteria import Criterion, as_criterion
+from advlab.losses import LOSSES
 from advlab.threat import ThreatModel
 from advlab.validation import check_inputs, check_logits, eval_mode
 
-__all__ = ["Attack", "AttackResult"]
+__all__ = ["Attack", "AttackResult", "constructor_settings", "require_int", "require_loss", "require_step"]
 
 
 @dataclass
@@ -50,13 +52,41 @@ class AttackResult:
 
     @staticmethod
     def cat(parts: list[AttackResult]) -> AttackResult:
+        """Concatenate per-batch results; per-sample ``info`` tensors are concatenated too.
+
+        An ``info`` entry is per-sample when it is a tensor whose first dimension is
+        the batch size in every part (CW's ``l2``, ILLC's ``targets``, EOT's
+        ``expected_success``); other entries (scalars, settings) are taken from the
+        first part.
+        """
         kwargs: dict[str, Any] = {}
         for f in fields(AttackResult):
             if f.name == "info":
                 continue
             kwargs[f.name] = torch.cat([getattr(p, f.name) for p in parts])
-        kwargs["info"] = parts[0].info if parts else {}
+        info: dict[str, Any] = dict(parts[0].info) if parts else {}
+        for key, value in info.items():
+            if all(_per_sample(p.info.get(key), p.success.numel()) for p in parts):
+                info[key] = torch.cat([p.info[key] for p in parts])
+            elif isinstance(value, torch.Tensor) and len(parts) > 1:
+                info[key] = value.clone()
+        kwargs["info"] = info
         return AttackResult(**kwargs)
+
+
+def _per_sample(value: object, n: int) -> bool:
+    return isinstance(value, torch.Tensor) and value.ndim >= 1 and value.shape[0] == n
+
+
+def constructor_settings(obj: object) -> dict[str, Any]:
+    """The constructor's parameters and their current values (scikit-learn's ``get_params`` rule).
+
+    Every parameter of ``type(obj).__init__`` must be stored on the object under
+    its own name; a missing one is a bug in the class and raises ``AttributeError``.
+    """
+    params = inspect.signature(type(obj).__init__).parameters
+    return {name: getattr(obj, name) for name, p in params.items()
+            if name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
 
 
 class Attack(ABC):
@@ -71,16 +101,15 @@ class Attack(ABC):
     bounded: bool = True
 
     def settings(self) -> dict[str, Any]:
-        """The constructor settings, for JSON results."""
-        out: dict[str, Any] = {"attack": type(self).__name__}
-        for k, v in vars(self).items():
-            if not k.startswith("_"):
-                out[k] = v
-        return out
+        """The constructor settings (from its signature), for JSON results: exactly what ran."""
+        return {"attack": type(self).__name__, **constructor_settings(self)}
 
     def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.startswith("_"))
+        args = ", ".join(f"{k}={v!r}" for k, v in constructor_settings(self).items())
         return f"{type(self).__name__}({args})"
+
+    def _check_settings(self) -> None:  # noqa: B027 - optional hook, not abstract
+        """Raise ``ValueError``/``TypeError`` on bad settings (called once per attack call)."""
 
     def __call__(
         self,
@@ -94,6 +123,7 @@ class Attack(ABC):
     ) -> AttackResult:
         if not isinstance(threat, ThreatModel):
             raise TypeError("threat must be a ThreatModel, e.g. ThreatModel('linf', 0.3)")
+        self._check_settings()
         crit = as_criterion(criterion)
         check_inputs(model, x, threat.bounds)
         if crit.classes.device != x.device:
@@ -132,19 +162,21 @@ class Attack(ABC):
         """Attack one batch (model already in eval mode, inputs validated)."""
 
 
-def input_grad(
-    model: nn.Module, x: torch.Tensor, criterion: Criterion, loss: str
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Logits at ``x`` and the gradient of the summed objective w.r.t. ``x`` only."""
-    xg = x.detach().requires_grad_(True)
-    with torch.enable_grad():
-        logits = model(xg)
-        obj = criterion.loss(logits, loss)
-        (grad,) = torch.autograd.grad(obj.sum(), xg)
-    return logits.detach(), grad
-
-
 def require_int(name: str, value: object, minimum: int) -> None:
     """Raise ``ValueError`` unless ``value`` is an integer ``>= minimum`` (attack settings)."""
     if not isinstance(value, int) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+
+
+def require_loss(loss: object) -> None:
+    """Raise ``ValueError`` unless ``loss`` names a loss of :data:`advlab.losses.LOSSES`."""
+    if loss not in LOSSES:
+        raise ValueError(f"unknown loss {loss!r}; use one of {sorted(LOSSES)}")
+
+
+def require_step(step_size: float | None, rel_step_size: float | None) -> None:
+    """Raise ``ValueError`` for a negative absolute or relative step size."""
+    if step_size is not None and not step_size >= 0:
+        raise ValueError(f"step_size must be >= 0, got {step_size}")
+    if rel_step_size is not None and not rel_step_size >= 0:
+        raise ValueError(f"rel_step_size must be >= 0, got {rel_step_size}")

@@ -13,6 +13,14 @@ import torch
 from torch import nn
 
 from advlab.attacks.base import Attack, AttackResult
+from advlab.attacks.engine import (
+    Evaluation,
+    SteepestAscent,
+    Tracker,
+    default_step_size,
+    iterate,
+    random_start,
+)
 from advlab.criteria import Criterion
 from advlab.losses import LOSSES, cw_margin
 from advlab.threat import ThreatModel
@@ -126,86 +134,93 @@ class EOT(Attack):
             raise TypeError(f"transform must be an advlab.physical Transform, got {type(t).__name__}")
         return t
 
+    def _check_settings(self) -> None:
+        self._check()
+
     def _run(self, model: nn.Module, x: torch.Tensor, criterion: Criterion, threat: ThreatModel,
              generator: torch.Generator | None) -> AttackResult:
         transform = self._check()
         if x.ndim != 4:
             raise ValueError(f"EOT needs image batches (N, C, H, W), got shape {tuple(x.shape)}")
-        n, k = x.shape[0], self.samples
-        norm, eps = threat.strategy, threat.eps
-        lo, hi = threat.bounds
-        if self.step_size is not None:
-            alpha = float(self.step_size)
-        else:
-            rel = self.rel_step_size if self.rel_step_size is not None else min(1.0, 2.5 / self.steps)
-            alpha = float(rel) * eps
-        crit_rep = criterion[torch.arange(n, device=x.device).repeat_interleave(k)]
-
-        def objective(logits: torch.Tensor, crit: Criterion) -> torch.Tensor:
-            if self.loss == "cw":
-                return cw_margin(logits, crit.classes, crit.targeted, float(self.kappa))
-            return crit.loss(logits, self.loss)
-
-        def expected(xa: torch.Tensor, grad: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-            """Share of successful transformed copies, mean objective, gradient."""
-            xg = xa.detach().requires_grad_(grad)
-            with torch.set_grad_enabled(grad):
-                rep = ((xg - lo) / (hi - lo)).repeat_interleave(k, dim=0)
-                logits = model(transform(rep, generator) * (hi - lo) + lo)
-                obj = objective(logits, crit_rep)
-                if self.average == "logits":
-                    target = objective(logits.view(n, k, -1).mean(1), criterion).sum()
-                else:
-                    target = obj.sum() / k
-                g = torch.autograd.grad(target, xg)[0] if grad else None
-            succ = crit_rep.is_success(logits.detach()).float().view(n, k).mean(1)
-            return succ, obj.detach().view(n, k).mean(1), g
-
-        if self.random_init and eps > 0:
-            delta = norm.random_init(x.shape, eps, generator=generator, device=x.device, dtype=x.dtype)
-            xa = torch.clamp(x + delta, lo, hi)
-        else:
-            xa = x.clone()
-        best_x = x.clone()
-        best_share = torch.full((n,), -1.0, dtype=x.dtype, device=x.device)
-        best_digital = torch.zeros(n, dtype=torch.bool, device=x.device)
-        best_obj = torch.full((n,), float("-inf"), dtype=x.dtype, device=x.device)
-        passes = torch.zeros(n, dtype=torch.long, device=x.device)
-        forwards = torch.zeros(n, dtype=torch.long, device=x.device)
-
-        def record(xa: torch.Tensor, share: torch.Tensor, obj: torch.Tensor) -> None:
-            better = (share > best_share) | ((share == best_share) & (obj > best_obj))
-            if self.select == "digital_first":
-                with torch.no_grad():
-                    digital = criterion.is_success(model(xa))
-                forwards.add_(1)
-                better = (digital & ~best_digital) | ((digital == best_digital) & better)
-                best_digital[better] = digital[better]
-            best_x[better] = xa[better]
-            best_share[better] = share[better]
-            best_obj[better] = obj[better]
-
-        for t in range(self.steps):
-            share, obj, grad = expected(xa, True)
-            assert grad is not None
-            passes += k
-            if t > 0 or (self.random_init and eps > 0):
-                record(xa, share, obj)
-            a = alpha
-            if self.schedule == "cosine":
-                a = alpha * 0.5 * (1.0 + math.cos(math.pi * t / self.steps))
-            with torch.no_grad():
-                xa = xa + a * norm.normalize_grad(grad)
-                xa = torch.clamp(x + norm.project(xa - x, eps), lo, hi)
-        with torch.no_grad():
-            share, obj, _ = expected(xa, False)
-        forwards += k
-        record(xa, share, obj)
-        if eps == 0:
-            best_x = x.clone()
+        eps = threat.eps
+        alpha = default_step_size(eps, self.steps, self.step_size, self.rel_step_size)
+        schedule = None
+        if self.schedule == "cosine":
+            def schedule(t: int) -> float:
+                return alpha * 0.5 * (1.0 + math.cos(math.pi * t / self.steps))
+        objective = _ExpectedObjective(self, transform, criterion, threat, generator)
+        tracker = Tracker(x, objective.initial_keys(x.shape[0], x))
+        random = self.random_init and eps > 0
+        start = random_start(x, threat, generator) if random else x.clone()
+        iterate(model, x, objective, threat, SteepestAscent(alpha, schedule), tracker,
+                evaluations=self.steps, start=start, record_start=random)
+        tracker.forwards += objective.digital_forwards
+        best_x = x.clone() if eps == 0 else tracker.x
         with torch.no_grad():
             logits = model(best_x)
-        forwards += 1
+        tracker.forwards += 1
+        share = tracker.keys[-2]
         return AttackResult(x_adv=best_x, success=criterion.is_success(logits), logits=logits,
-                            distance=norm.distance(best_x, x), passes=passes, forwards=forwards,
-                            info={"step_size": alpha, "expected_success": best_share.clamp_min(0)})
+                            distance=threat.strategy.distance(best_x, x), passes=tracker.passes,
+                            forwards=tracker.forwards,
+                            info={"step_size": alpha, "expected_success": share.clamp_min(0)})
+
+
+class _ExpectedObjective:
+    """EOT's objective: the loss averaged over ``samples`` transformed copies of each iterate.
+
+    Ranking keys: (untransformed success, for ``select="digital_first"``), the share
+    of transformed copies satisfying the criterion, the mean objective.
+    """
+
+    def __init__(self, attack: EOT, transform: Transform, criterion: Criterion,
+                 threat: ThreatModel, generator: torch.Generator | None) -> None:
+        self.attack = attack
+        self.transform = transform
+        self.criterion = criterion
+        self.threat = threat
+        self.generator = generator
+        self.cost = attack.samples
+        n = criterion.classes.shape[0]
+        self.crit_rep = criterion[torch.arange(n, device=criterion.classes.device)
+                                  .repeat_interleave(attack.samples)]
+        self.digital_forwards = 0
+
+    def _loss(self, logits: torch.Tensor, crit: Criterion) -> torch.Tensor:
+        if self.attack.loss == "cw":
+            return cw_margin(logits, crit.classes, crit.targeted, float(self.attack.kappa))
+        return crit.loss(logits, self.attack.loss)
+
+    def evaluate(self, model: nn.Module, xa: torch.Tensor, grad: bool) -> Evaluation:
+        lo, hi = self.threat.bounds
+        n, k = xa.shape[0], self.cost
+        xg = xa.detach().requires_grad_(grad)
+        with torch.set_grad_enabled(grad):
+            rep = ((xg - lo) / (hi - lo)).repeat_interleave(k, dim=0)
+            logits = model(self.transform(rep, self.generator) * (hi - lo) + lo)
+            obj = self._loss(logits, self.crit_rep)
+            if self.attack.average == "logits":
+                target = self._loss(logits.view(n, k, -1).mean(1), self.criterion).sum()
+            else:
+                target = obj.sum() / k
+            g = torch.autograd.grad(target, xg)[0] if grad else None
+        share = self.crit_rep.is_success(logits.detach()).float().view(n, k).mean(1)
+        mean_obj = obj.detach().view(n, k).mean(1)
+        keys: tuple[torch.Tensor, ...] = (share, mean_obj)
+        if self.attack.select == "digital_first":
+            with torch.no_grad():
+                digital = self.criterion.is_success(model(xa))
+            self.digital_forwards += 1
+            keys = (digital, *keys)
+        return Evaluation(None, mean_obj, g, share >= 1, keys)
+
+    def initial_keys(self, n: int, like: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        keys: tuple[torch.Tensor, ...] = (
+            torch.full((n,), -1.0, dtype=like.dtype, device=like.device),
+            torch.full((n,), float("-inf"), dtype=like.dtype, device=like.device))
+        if self.attack.select == "digital_first":
+            keys = (torch.zeros(n, dtype=torch.bool, device=like.device), *keys)
+        return keys
+
+    def subset(self, idx: torch.Tensor) -> _ExpectedObjective:
+        raise NotImplementedError("EOT does not stop early per sample")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from advlab.attacks.base import Attack, AttackResult
+from advlab.attacks.base import Attack, AttackResult, require_int, require_step
 from advlab.attacks.pgd import PGD
 from advlab.criteria import Criterion, TargetedMisclassification
 from advlab.threat import ThreatModel
@@ -48,6 +48,10 @@ class ILLC(Attack):
         self.steps = steps
         self.step_size = step_size
         self.rel_step_size = rel_step_size
+
+    def _check_settings(self) -> None:
+        require_int("steps", self.steps, 1)
+        require_step(self.step_size, self.rel_step_size)
 
     def _run(self, model: nn.Module, x: torch.Tensor, criterion: Criterion, threat: ThreatModel,
              generator: torch.Generator | None) -> AttackResult:

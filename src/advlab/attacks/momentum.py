@@ -10,17 +10,37 @@ ensemble of models.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import nn
 
-from advlab.attacks.base import Attack, AttackResult, input_grad, require_int
+from advlab.attacks.base import Attack, AttackResult, require_int, require_loss, require_step
+from advlab.attacks.engine import LossObjective, StepRule, Tracker, iterate, steepest_step
 from advlab.criteria import Criterion
-from advlab.losses import LOSSES
 from advlab.threat import ThreatModel
 
 __all__ = ["MIFGSM"]
+
+
+class MomentumStep(StepRule):
+    """MI-FGSM's step: ``g <- mu g + grad / ||grad||_1``, ``x <- P(x + alpha d(g))`` (Dong et al. 2018)."""
+
+    def __init__(self, alpha: float, decay: float) -> None:
+        self.alpha = alpha
+        self.decay = decay
+        self.velocity: torch.Tensor | None = None
+
+    def keep(self, mask: torch.Tensor) -> None:
+        if self.velocity is not None:
+            self.velocity = self.velocity[mask]
+
+    def step(self, t: int, xa: torch.Tensor, x0: torch.Tensor, grad: torch.Tensor,
+             threat: ThreatModel) -> torch.Tensor:
+        with torch.no_grad():
+            dims = tuple(range(1, grad.ndim))
+            l1 = grad.abs().sum(dim=dims, keepdim=True).clamp_min(1e-12)
+            g = torch.zeros_like(grad) if self.velocity is None else self.velocity
+            self.velocity = self.decay * g + grad / l1
+        return steepest_step(xa, x0, self.velocity, self.alpha, threat)
 
 
 class MIFGSM(Attack):
@@ -29,9 +49,10 @@ class MIFGSM(Attack):
     ``g_{t+1} = mu * g_t + grad_t / ||grad_t||_1`` and
     ``x_{t+1} = clip_{x, eps}(x_t + alpha * d(g_{t+1}))`` with ``alpha = eps / steps``
     and ``d`` the threat model's steepest-ascent direction (``sign`` for Linf, the
-    unit vector for L2). No random start. As in the paper the *last* iterate is
-    returned (the attack is meant to transfer, so it does not pick the iterate that
-    fools the source model best); ``success`` is measured on the source model.
+    unit vector for L2). No random start. By default, as in the paper, the *last*
+    iterate is returned (the attack is meant to transfer, so it does not pick the
+    iterate that fools the source model best); ``select="best"`` returns the best
+    iterate on the source model like PGD. ``success`` is measured on the source model.
 
     Args:
         steps: iterations ``T`` (the paper uses 10).
@@ -39,53 +60,40 @@ class MIFGSM(Attack):
             with step ``eps / steps``.
         step_size: absolute step; default ``eps / steps``.
         loss: objective, ``"ce"``, ``"cw"`` or ``"dlr"`` (see :mod:`advlab.losses`).
+        select: ``"last"`` (the paper) or ``"best"`` iterate.
+        early_stop: stop a sample once it fools the source model.
 
     References:
         Dong, Liao, Pang, Su, Zhu, Hu & Li, "Boosting Adversarial Attacks with
         Momentum", CVPR 2018 (arXiv:1710.06081).
     """
 
+    SELECTS = ("last", "best")
+
     def __init__(self, steps: int = 10, decay: float = 1.0, step_size: float | None = None,
-                 loss: str = "ce") -> None:
+                 loss: str = "ce", select: str = "last", early_stop: bool = False) -> None:
         self.steps = steps
         self.decay = decay
         self.step_size = step_size
         self.loss = loss
+        self.select = select
+        self.early_stop = early_stop
 
     def _check_settings(self) -> None:
         require_int("steps", self.steps, 1)
         if not self.decay >= 0:
             raise ValueError(f"decay must be >= 0, got {self.decay}")
-        if self.step_size is not None and not self.step_size >= 0:
-            raise ValueError(f"step_size must be >= 0, got {self.step_size}")
-        if self.loss not in LOSSES:
-            raise ValueError(f"unknown loss {self.loss!r}; use one of {sorted(LOSSES)}")
-
-    def settings(self) -> dict[str, Any]:
-        return super().settings()
+        require_step(self.step_size, None)
+        require_loss(self.loss)
+        if self.select not in self.SELECTS:
+            raise ValueError(f"unknown select {self.select!r}; use one of {list(self.SELECTS)}")
 
     def _run(self, model: nn.Module, x: torch.Tensor, criterion: Criterion, threat: ThreatModel,
              generator: torch.Generator | None) -> AttackResult:
-        self._check_settings()
-        norm = threat.strategy
-        eps = threat.eps
-        lo, hi = threat.bounds
-        alpha = float(self.step_size) if self.step_size is not None else eps / self.steps
-        xa = x.clone()
-        g = torch.zeros_like(x)
-        dims = tuple(range(1, x.ndim))
-        for _ in range(self.steps):
-            _, grad = input_grad(model, xa, criterion, self.loss)
-            with torch.no_grad():
-                l1 = grad.abs().sum(dim=dims, keepdim=True).clamp_min(1e-12)
-                g = self.decay * g + grad / l1
-                xa = xa + alpha * norm.normalize_grad(g)
-                xa = torch.clamp(x + norm.project(xa - x, eps), lo, hi)
-        with torch.no_grad():
-            logits = model(xa)
-        n = x.shape[0]
-        return AttackResult(x_adv=xa, success=criterion.is_success(logits), logits=logits,
-                            distance=norm.distance(xa, x),
-                            passes=torch.full((n,), self.steps, dtype=torch.long, device=x.device),
-                            forwards=torch.ones(n, dtype=torch.long, device=x.device),
-                            info={"step_size": alpha})
+        alpha = float(self.step_size) if self.step_size is not None else threat.eps / self.steps
+        objective = LossObjective(criterion, self.loss)
+        tracker = Tracker(x, objective.initial_keys(x.shape[0], x), keep=self.select)
+        iterate(model, x, objective, threat, MomentumStep(alpha, float(self.decay)), tracker,
+                evaluations=self.steps, start=x.clone(), early_stop=self.early_stop,
+                record_start=False)
+        return tracker.result(x, threat, {"step_size": alpha})

@@ -172,7 +172,7 @@ def train(
 ) -> None:
     """Train a model (optionally adversarially) and write a checkpoint after every epoch."""
     from advlab.cli import cmd_defenses as cd
-    from advlab.defenses import CurveConfig, ScheduledTrainConfig, fit
+    from advlab.defenses import CurveConfig, TrainConfig, fit
     from advlab.models import create_model
 
     # validate every setting before loading data or training
@@ -180,9 +180,8 @@ def train(
                                    beta=beta, xi=xi, vat_iterations=vat_iterations,
                                    entropy_min=entropy_min, norm=norm)
     cd.check_labels(labels, defense)
-    cfg = ScheduledTrainConfig(epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr,
-                               seed=seed, lr_schedule=lr_schedule,
-                               unlabeled_batch_size=unlabeled_batch_size)
+    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, seed=seed,
+                      lr_schedule=lr_schedule, unlabeled_batch_size=unlabeled_batch_size)
     cfg.validate()
     try:
         extra_settings = json.loads(settings) if settings else {}

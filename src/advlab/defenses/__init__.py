@@ -11,6 +11,7 @@ from advlab.defenses.adversarial_training import (
     unwrap,
 )
 from advlab.defenses.trainer import (
+    CONFIG_VERSION,
     LR_SCHEDULES,
     CleanObjective,
     CurveConfig,
@@ -38,6 +39,7 @@ DEFENSES = {
 
 __all__ = ["CleanObjective", "EpochLog", "TrainConfig", "TrainingObjective", "TrainResult",
            "accuracy", "fit", "CurveConfig", "LRSchedule", "ScheduledTrainConfig", "LR_SCHEDULES",
+           "CONFIG_VERSION",
            "learning_curve_point",
            "FGSMTraining", "FastFGSMTraining", "PGDTraining", "TRADES", "VAT", "DEFENSES",
            "perturb_fgsm", "perturb_pgd", "perturb_trades", "unwrap", "vat_direction",

@@ -35,9 +35,9 @@ from advlab.checkpoint import (
 )
 from advlab.models.zoo import training_loss
 
-__all__ = ["TrainConfig", "ScheduledTrainConfig", "EpochLog", "TrainResult", "TrainingObjective",
-           "CleanObjective", "fit", "accuracy", "CurveConfig", "LRSchedule", "LR_SCHEDULES",
-           "learning_curve_point"]
+__all__ = ["TrainConfig", "CONFIG_VERSION", "ScheduledTrainConfig", "EpochLog", "TrainResult",
+           "TrainingObjective", "CleanObjective", "fit", "accuracy", "CurveConfig", "LRSchedule",
+           "LR_SCHEDULES", "learning_curve_point"]
 
 log = logging.getLogger(__name__)
 
@@ -73,36 +73,23 @@ class CleanObjective:
         return {"defense": self.name}
 
 
+#: version of :meth:`TrainConfig.key_dict`; bump it when a field's meaning changes, so that
+#: model caches keyed on the config retrain instead of loading a model trained differently
+CONFIG_VERSION = 2
+
+
 @dataclass(frozen=True)
 class TrainConfig:
-    """Training settings (stored in the checkpoint; a resumed run must match)."""
-
-    epochs: int = 1
-    batch_size: int = 128
-    optimizer: str = "adam"
-    lr: float = 1e-3
-    momentum: float = 0.9
-    weight_decay: float = 0.0
-    seed: int = 0
-
-    def validate(self) -> None:
-        if self.epochs < 1:
-            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
-        if self.optimizer not in ("adam", "sgd"):
-            raise ValueError(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
-
-
-@dataclass(frozen=True)
-class ScheduledTrainConfig(TrainConfig):
-    """:class:`TrainConfig` plus a learning-rate schedule and the semi-supervised batch size.
-
-    (A subclass, so plain ``TrainConfig`` checkpoints and cache keys stay as they were.)
+    """Training settings (stored in the checkpoint; a resumed run must match).
 
     Attributes:
+        epochs: passes over the training data.
+        batch_size: labelled examples per optimizer step (the global batch under DDP).
+        optimizer: ``"adam"`` or ``"sgd"``.
+        lr: learning rate (the peak rate of a schedule).
+        momentum: SGD momentum.
+        weight_decay: L2 weight decay of the optimizer.
+        seed: seeds the data order and the objective's generator.
         lr_schedule: ``"constant"``; ``"cyclic"`` (one triangle 0 -> lr -> 0, peaking at
             ``lr_peak`` of training, Smith 2017 as used by Wong et al. 2020); ``"step"``
             (x0.1 at 50% and 75% of training); ``"cosine"`` (Loshchilov & Hutter 2017).
@@ -111,18 +98,45 @@ class ScheduledTrainConfig(TrainConfig):
         unlabeled_batch_size: unlabelled examples per step in semi-supervised training.
     """
 
+    epochs: int = 1
+    batch_size: int = 128
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    seed: int = 0
     lr_schedule: str = "constant"
     lr_peak: float = 0.4
     unlabeled_batch_size: int = 256
 
     def validate(self) -> None:
-        super().validate()
+        """Raise :class:`ValueError` on a setting ``fit`` cannot use."""
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.optimizer not in ("adam", "sgd"):
+            raise ValueError(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
         if not 0 < self.lr_peak < 1:
             raise ValueError(f"lr_peak must be in (0, 1), got {self.lr_peak}")
         if self.unlabeled_batch_size < 1:
             raise ValueError(f"unlabeled_batch_size must be >= 1, got {self.unlabeled_batch_size}")
+
+    def key_dict(self) -> dict[str, Any]:
+        """The settings as a JSON-ready dict for a model cache key, with ``config_version``.
+
+        Model caches hash this (not ``asdict``/``__dict__``), so a change of the fields'
+        meaning (a new :data:`CONFIG_VERSION`) never loads a model trained under the old one.
+        """
+        return {"config_version": CONFIG_VERSION, **asdict(self)}
+
+
+#: Deprecated alias: the schedule fields are part of :class:`TrainConfig` now.
+ScheduledTrainConfig = TrainConfig
 
 
 class LRSchedule:
@@ -352,6 +366,291 @@ def _epoch_rng(seed: int, epoch: int, rank: int, device: torch.device) -> Iterat
         yield
 
 
+@dataclass
+class _Tally:
+    """Running sums of one epoch's training steps (this rank's share until :meth:`reduced`).
+
+    Attributes:
+        loss_sum: sum over steps of the mean batch loss times the batch size.
+        correct: correctly classified training examples (on the objective's logits).
+        seen: training examples.
+        passes: forward+backward example passes the objective spent.
+    """
+
+    loss_sum: float = 0.0
+    correct: int = 0
+    seen: int = 0
+    passes: int = 0
+
+    def add(self, loss: float, correct: int, seen: int, passes: int) -> None:
+        """Count one step whose batch of ``seen`` examples had mean loss ``loss``."""
+        self.loss_sum += loss * seen
+        self.correct += correct
+        self.seen += seen
+        self.passes += passes
+
+    @property
+    def mean_loss(self) -> float:
+        return self.loss_sum / max(1.0, float(self.seen))
+
+    @property
+    def accuracy(self) -> float:
+        return float(self.correct) / max(1.0, float(self.seen))
+
+    def reduced(self, distributed: bool) -> _Tally:
+        """The sums over all ranks (one float64 ``all_reduce``); ``self`` in one process."""
+        if not distributed:
+            return self
+        t = torch.tensor([self.loss_sum, self.correct, self.seen, self.passes], dtype=torch.float64)
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        return _Tally(float(t[0]), int(t[1]), int(t[2]), int(t[3]))
+
+
+@dataclass
+class _Run:
+    """The state the epochs of one :func:`fit` call share."""
+
+    config: TrainConfig
+    objective: Any
+    opt: torch.optim.Optimizer
+    schedule: LRSchedule
+    generator: torch.Generator  # data order (the same on every rank)
+    obj_gen: torch.Generator  # the objective's noise (per rank under DDP or on an accelerator)
+    meta: dict[str, Any]  # what the checkpoint stores and a resume must match
+    steps: int  # optimizer steps per epoch
+    distributed: bool = False
+    rank: int = 0
+    world: int = 1
+    separate: bool = False  # obj_gen is not generator
+    history: list[EpochLog] = field(default_factory=list)
+    start_epoch: int = 0
+    passes: int = 0
+    elapsed: float = 0.0
+
+
+def _check_fit_inputs(config: TrainConfig, images: torch.Tensor, labels: torch.Tensor,
+                      objective: TrainingObjective | None, unlabeled: torch.Tensor | None,
+                      test: tuple[torch.Tensor, torch.Tensor] | None,
+                      curves: CurveConfig | None) -> TrainingObjective:
+    """Validate :func:`fit`'s arguments; returns the objective (clean training by default)."""
+    config.validate()
+    if images.shape[0] != labels.shape[0]:
+        raise ValueError(f"{images.shape[0]} images but {labels.shape[0]} labels")
+    if images.shape[0] == 0:
+        raise ValueError("cannot train on an empty dataset")
+    objective = objective or CleanObjective()
+    validate = getattr(objective, "validate", None)
+    if callable(validate):
+        validate()
+    if unlabeled is not None:
+        if not getattr(objective, "semi_supervised", False):
+            raise ValueError(f"objective {objective.name!r} cannot use unlabelled data; "
+                             "use a semi-supervised objective such as VAT")
+        if unlabeled.shape[0] == 0:
+            raise ValueError("unlabeled is empty; pass None for supervised training")
+        if tuple(unlabeled.shape[1:]) != tuple(images.shape[1:]):
+            raise ValueError(f"unlabelled images have shape {tuple(unlabeled.shape[1:])}, "
+                             f"labelled ones {tuple(images.shape[1:])}")
+    if curves is not None:
+        if test is None:
+            raise ValueError("learning curves need test data: pass test=(images, labels)")
+        curves.validate()
+    return objective
+
+
+def _start_run(model: nn.Module, images: torch.Tensor, config: TrainConfig, objective: Any,
+               unlabeled: torch.Tensor | None, curves: CurveConfig | None,
+               meta: dict[str, Any] | None) -> _Run:
+    """Generators, optimizer, schedule and checkpoint metadata of a fresh run."""
+    distributed, rank, world = _dist_info()
+    generator = torch.Generator().manual_seed(config.seed)
+    # Single process: the objective shares the loop's generator (as always). DDP: every rank
+    # draws the same permutations from `generator` and its own attack noise from `obj_gen`
+    # (also used, on the data's device, when training on an accelerator).
+    separate = distributed or images.device.type != "cpu"
+    obj_gen = (torch.Generator(device=images.device).manual_seed(
+        config.seed * 1009 + 7919 * (rank + 1)) if separate else generator)
+    opt = _make_optimizer(model, config)
+    run_meta: dict[str, Any] = {"train_config": asdict(config),
+                                "objective": _objective_settings(objective),
+                                "n_train": int(images.shape[0])}
+    if unlabeled is not None:
+        run_meta["n_unlabeled"] = int(unlabeled.shape[0])
+    if distributed:
+        run_meta["world_size"] = world
+    if curves is not None:
+        run_meta["curves"] = asdict(curves)
+    run_meta.update(meta or {})
+    ubs = config.unlabeled_batch_size
+    if unlabeled is not None:
+        steps = (unlabeled.shape[0] + ubs - 1) // ubs
+    else:
+        steps = (images.shape[0] + config.batch_size - 1) // config.batch_size
+    schedule = LRSchedule(config.lr_schedule, config.lr, steps * config.epochs, config.lr_peak)
+    return _Run(config=config, objective=objective, opt=opt, schedule=schedule,
+                generator=generator, obj_gen=obj_gen, meta=run_meta, steps=steps,
+                distributed=distributed, rank=rank, world=world, separate=separate)
+
+
+def _resume(run: _Run, model: nn.Module, checkpoint_dir: str | Path | None) -> None:
+    """Load ``checkpoint_dir``'s train state into ``model`` and ``run`` after checking it matches.
+
+    A stored train config lacking fields added since it was written matches when the
+    run uses their defaults; more epochs than planned are fine unless a schedule depends on it.
+    """
+    config, kind = run.config, run.config.lr_schedule
+    if checkpoint_dir is None:
+        raise ValueError("resume needs a checkpoint directory")
+    if not (Path(checkpoint_dir) / STATE_FILE).is_file():
+        raise CheckpointError(f"nothing to resume: no {STATE_FILE} in {checkpoint_dir}")
+    saved = load_train_state(checkpoint_dir, model, run.opt, run.generator)
+    saved_cfg = _config_defaults(saved.get("train_config", {}), config)
+    if kind != "constant" and saved_cfg.get("epochs") != config.epochs:
+        raise CheckpointError(
+            f"cannot resume: the {kind} schedule was planned for "
+            f"{saved_cfg.get('epochs')} epochs, not {config.epochs}; resume with the same --epochs")
+    saved["train_config"] = dict(saved_cfg, epochs=config.epochs)  # more epochs is fine
+    keys = ["train_config", "objective", "n_train", "n_unlabeled"]
+    if run.distributed or "world_size" in saved:
+        keys.append("world_size")
+    for key in keys:
+        if saved.get(key) != run.meta.get(key):
+            raise CheckpointError(
+                f"cannot resume: {key} differs from the checkpoint "
+                f"({saved.get(key)} vs {run.meta.get(key)})"
+            )
+    if "scheduler" in saved:
+        run.schedule.load_state_dict(saved["scheduler"])
+    if run.separate:
+        states = saved.get("rank_rng") or []
+        if len(states) != run.world:
+            raise CheckpointError("cannot resume: the checkpoint holds no generator state "
+                                  f"for {run.world} ranks")
+        run.obj_gen.set_state(torch.tensor(states[run.rank], dtype=torch.uint8))
+    run.start_epoch = int(saved["epoch"])
+    run.passes = int(saved["passes"])
+    run.elapsed = float(saved["seconds"])
+    run.history = [EpochLog(**h) for h in saved["history"]]
+    log.info("resuming at epoch %d of %d", run.start_epoch + 1, config.epochs)
+
+
+def _train_epoch(run: _Run, train_model: nn.Module, epoch: int, images: torch.Tensor,
+                 labels: torch.Tensor, unlabeled: torch.Tensor | None,
+                 on_batch: Callable[[int, int, int, float, float], None] | None,
+                 ) -> tuple[_Tally, float]:
+    """One epoch of optimizer steps; returns this rank's tally and the last learning rate."""
+    cfg, rank, world = run.config, run.rank, run.world
+    n, bsz, ubs = images.shape[0], cfg.batch_size, cfg.unlabeled_batch_size
+    train_model.train()
+    uperm = None
+    if unlabeled is not None:
+        uperm = torch.randperm(unlabeled.shape[0], generator=run.generator)
+        need = run.steps * bsz
+        lperm = torch.cat([torch.randperm(n, generator=run.generator)
+                           for _ in range((need + n - 1) // n)])
+    else:
+        lperm = torch.randperm(n, generator=run.generator)
+    tally = _Tally()
+    lr_now = cfg.lr
+    # Dropout and other layers draw from torch's global RNG. Each epoch runs under a
+    # forked global RNG seeded from (seed, epoch, rank): the epoch is reproducible after a
+    # resume, and the caller's global RNG state is left exactly as it was.
+    with _epoch_rng(cfg.seed, epoch, rank, images.device):
+        for step in range(run.steps):
+            gidx = lperm[step * bsz:(step + 1) * bsz]
+            idx = gidx[rank::world]
+            xb = _to_float(images[idx])
+            yb = labels[idx]
+            lr_now = run.schedule.apply(run.opt)
+            if uperm is not None:
+                assert unlabeled is not None
+                uidx = uperm[step * ubs:(step + 1) * ubs][rank::world]
+                loss, logits, step_passes = run.objective(
+                    train_model, xb, yb, run.obj_gen, unlabeled=_to_float(unlabeled[uidx]))
+            else:
+                loss, logits, per_ex = run.objective(train_model, xb, yb, run.obj_gen)
+                step_passes = per_ex * int(yb.shape[0])
+            bs = int(yb.shape[0])
+            scaled = loss * (bs * world / max(1, gidx.shape[0])) if run.distributed else loss
+            run.opt.zero_grad(set_to_none=True)
+            scaled.backward()
+            run.opt.step()
+            tally.add(float(loss.detach()), int((logits.detach().argmax(1) == yb).sum()), bs,
+                      int(step_passes))
+            if on_batch is not None and rank == 0:
+                on_batch(epoch, step + 1, run.steps, tally.mean_loss, tally.accuracy)
+    return tally, lr_now
+
+
+def _evaluate(run: _Run, model: nn.Module, test: tuple[torch.Tensor, torch.Tensor] | None,
+              curves: CurveConfig | None, epoch: int) -> tuple[float | None, dict[str, float]]:
+    """Test accuracy and learning-curve errors of ``model`` (eval mode), sharded over the ranks."""
+    if test is None:
+        return None, {}
+    rank, world = run.rank, run.world
+    tx, ty = test[0][rank::world], test[1][rank::world]
+    counts = torch.tensor([0.0, 0.0], dtype=torch.float64)
+    with torch.no_grad():
+        counts[0] = _correct(model, tx, ty, 1000)
+    counts[1] = tx.shape[0]
+    if curves is not None:
+        m = curves.n or test[0].shape[0]
+        cx, cy = test[0][:m][rank::world], test[1][:m][rank::world]
+        cgen = torch.Generator(device=cx.device).manual_seed(curves.seed + epoch + 1 + 100003 * rank)
+        counts = torch.cat([counts, _curve_counts(model, cx, cy, curves, cgen)])
+    counts = _all_reduce(counts, run.distributed)
+    test_acc = float(counts[0]) / max(1.0, float(counts[1]))
+    return test_acc, (_errors(counts[2:]) if curves is not None else {})
+
+
+def _wrap_ddp(model: nn.Module) -> nn.Module:
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(model)
+
+
+def _record_epoch(run: _Run, epoch: int, tally: _Tally, test_acc: float | None,
+                  extra: dict[str, float], seconds: float) -> EpochLog:
+    """Add the (all-reduced) epoch to the run's totals and history; log it."""
+    run.passes += tally.passes
+    run.elapsed += seconds
+    entry = EpochLog(epoch=epoch + 1, loss=tally.mean_loss, train_acc=tally.accuracy,
+                     test_acc=test_acc, seconds=seconds, passes=tally.passes, extra=extra)
+    run.history.append(entry)
+    log.info("epoch %d: loss %.4f, %d passes (%d total) in %.1f s (%.1f s total) %s",
+             entry.epoch, entry.loss, tally.passes, run.passes, seconds, run.elapsed, extra)
+    return entry
+
+
+def _save_epoch(run: _Run, model: nn.Module, checkpoint_dir: str | Path | None,
+                entry: EpochLog) -> None:
+    """Write the train state and the model after an epoch (rank 0; every rank sends its RNG)."""
+    if checkpoint_dir is None:
+        return
+    rank_rng: list[list[int]] | None = None
+    if run.separate:
+        if run.distributed:
+            gathered: list[Any] = [None] * run.world
+            dist.all_gather_object(gathered, run.obj_gen.get_state().tolist())
+            rank_rng = gathered
+        else:
+            rank_rng = [run.obj_gen.get_state().tolist()]
+    if run.rank != 0:
+        return
+    history = [asdict(h) for h in run.history]
+    state_meta = dict(run.meta, epoch=entry.epoch, passes=run.passes, seconds=run.elapsed,
+                      history=history, scheduler=run.schedule.state_dict())
+    if rank_rng is not None:
+        state_meta["rank_rng"] = rank_rng
+    save_train_state(checkpoint_dir, model, run.opt, run.generator, state_meta)
+    metrics: dict[str, Any] = {"train_loss": entry.loss, "train_acc": entry.train_acc,
+                               "test_acc": entry.test_acc}
+    metrics.update(entry.extra)
+    save_model(checkpoint_dir, model, dict(
+        run.meta, epochs_done=entry.epoch, passes=run.passes, seconds=run.elapsed,
+        metrics=metrics, history=history))
+
+
 def fit(
     model: nn.Module,
     images: torch.Tensor,
@@ -389,9 +688,8 @@ def fit(
         on_epoch: called with each :class:`EpochLog` (rank 0 only).
         unlabeled: optional unlabelled images for a semi-supervised objective (e.g.
             :class:`~advlab.defenses.vat.VAT`). An epoch is then one pass over them in
-            batches of ``config.unlabeled_batch_size`` (a :class:`ScheduledTrainConfig`;
-            256 otherwise), each step paired with a labelled batch of ``config.batch_size``
-            drawn from a reshuffled stream of ``images``.
+            batches of ``config.unlabeled_batch_size``, each step paired with a labelled
+            batch of ``config.batch_size`` drawn from a reshuffled stream of ``images``.
         curves: per-epoch clean/FGSM/PGD test error on ``test`` (needs ``test``); stored
             in each :class:`EpochLog`'s ``extra``. Uses its own generator: turning curves
             on does not change the trained weights.
@@ -402,201 +700,25 @@ def fit(
     Under ``torch.distributed`` (world size > 1), the model is wrapped in
     ``DistributedDataParallel``; pass the same data and settings on every rank.
     """
-    config.validate()
-    if images.shape[0] != labels.shape[0]:
-        raise ValueError(f"{images.shape[0]} images but {labels.shape[0]} labels")
-    if images.shape[0] == 0:
-        raise ValueError("cannot train on an empty dataset")
-    objective = objective or CleanObjective()
-    validate = getattr(objective, "validate", None)
-    if callable(validate):
-        validate()
-    if unlabeled is not None:
-        if not getattr(objective, "semi_supervised", False):
-            raise ValueError(f"objective {objective.name!r} cannot use unlabelled data; "
-                             "use a semi-supervised objective such as VAT")
-        if unlabeled.shape[0] == 0:
-            raise ValueError("unlabeled is empty; pass None for supervised training")
-        if tuple(unlabeled.shape[1:]) != tuple(images.shape[1:]):
-            raise ValueError(f"unlabelled images have shape {tuple(unlabeled.shape[1:])}, "
-                             f"labelled ones {tuple(images.shape[1:])}")
-    if curves is not None:
-        if test is None:
-            raise ValueError("learning curves need test data: pass test=(images, labels)")
-        curves.validate()
-
-    distributed, rank, world = _dist_info()
-    generator = torch.Generator().manual_seed(config.seed)
-    # Single process: the objective shares the loop's generator (as always). DDP: every rank
-    # draws the same permutations from `generator` and its own attack noise from `obj_gen`
-    # (also used, on the data's device, when training on an accelerator).
-    separate = distributed or images.device.type != "cpu"
-    obj_gen = (torch.Generator(device=images.device).manual_seed(
-        config.seed * 1009 + 7919 * (rank + 1)) if separate else generator)
-    opt = _make_optimizer(model, config)
-    history: list[EpochLog] = []
-    start_epoch, passes, elapsed = 0, 0, 0.0
-    run_meta: dict[str, Any] = {"train_config": asdict(config),
-                                "objective": _objective_settings(objective),
-                                "n_train": int(images.shape[0])}
-    if unlabeled is not None:
-        run_meta["n_unlabeled"] = int(unlabeled.shape[0])
-    if distributed:
-        run_meta["world_size"] = world
-    if curves is not None:
-        run_meta["curves"] = asdict(curves)
-    run_meta.update(meta or {})
-
-    n = images.shape[0]
-    kind = getattr(config, "lr_schedule", "constant")
-    ubs = int(getattr(config, "unlabeled_batch_size", 256))
-    if unlabeled is not None:
-        steps = (unlabeled.shape[0] + ubs - 1) // ubs
-    else:
-        steps = (n + config.batch_size - 1) // config.batch_size
-    schedule = LRSchedule(kind, config.lr, steps * config.epochs, getattr(config, "lr_peak", 0.4))
-
+    objective = _check_fit_inputs(config, images, labels, objective, unlabeled, test, curves)
+    run = _start_run(model, images, config, objective, unlabeled, curves, meta)
     if resume:
-        if checkpoint_dir is None:
-            raise ValueError("resume needs a checkpoint directory")
-        if not (Path(checkpoint_dir) / STATE_FILE).is_file():
-            raise CheckpointError(f"nothing to resume: no {STATE_FILE} in {checkpoint_dir}")
-        saved = load_train_state(checkpoint_dir, model, opt, generator)
-        saved_cfg = _config_defaults(saved.get("train_config", {}), config)
-        if kind != "constant" and saved_cfg.get("epochs") != config.epochs:
-            raise CheckpointError(
-                f"cannot resume: the {kind} schedule was planned for "
-                f"{saved_cfg.get('epochs')} epochs, not {config.epochs}; resume with the same --epochs")
-        saved["train_config"] = dict(saved_cfg, epochs=config.epochs)  # more epochs is fine
-        keys = ["train_config", "objective", "n_train", "n_unlabeled"]
-        if distributed or "world_size" in saved:
-            keys.append("world_size")
-        for key in keys:
-            if saved.get(key) != run_meta.get(key):
-                raise CheckpointError(
-                    f"cannot resume: {key} differs from the checkpoint "
-                    f"({saved.get(key)} vs {run_meta.get(key)})"
-                )
-        if "scheduler" in saved:
-            schedule.load_state_dict(saved["scheduler"])
-        if separate:
-            states = saved.get("rank_rng") or []
-            if len(states) != world:
-                raise CheckpointError("cannot resume: the checkpoint holds no generator state "
-                                      f"for {world} ranks")
-            obj_gen.set_state(torch.tensor(states[rank], dtype=torch.uint8))
-        start_epoch = int(saved["epoch"])
-        passes = int(saved["passes"])
-        elapsed = float(saved["seconds"])
-        history = [EpochLog(**h) for h in saved["history"]]
-        log.info("resuming at epoch %d of %d", start_epoch + 1, config.epochs)
-
-    train_model: nn.Module = model
-    if distributed:
-        from torch.nn.parallel import DistributedDataParallel
-
-        train_model = DistributedDataParallel(model)
-
-    semi = unlabeled is not None
-    for epoch in range(start_epoch, config.epochs):
+        _resume(run, model, checkpoint_dir)
+    train_model = _wrap_ddp(model) if run.distributed else model
+    for epoch in range(run.start_epoch, config.epochs):
         t0 = time.perf_counter()
-        train_model.train()
-        if semi:
-            assert unlabeled is not None
-            uperm = torch.randperm(unlabeled.shape[0], generator=generator)
-            need = steps * config.batch_size
-            lperm = torch.cat([torch.randperm(n, generator=generator)
-                               for _ in range((need + n - 1) // n)])
-        else:
-            lperm = torch.randperm(n, generator=generator)
-        tot = torch.zeros(4, dtype=torch.float64)  # loss * bs, correct, seen, passes
-        # Dropout and other layers draw from torch's global RNG. Each epoch runs under a
-        # forked global RNG seeded from (seed, epoch, rank): the epoch is reproducible after a
-        # resume, and the caller's global RNG state is left exactly as it was.
-        with _epoch_rng(config.seed, epoch, rank, images.device):
-            for step in range(steps):
-                gidx = lperm[step * config.batch_size:(step + 1) * config.batch_size]
-                idx = gidx[rank::world]
-                xb = _to_float(images[idx])
-                yb = labels[idx]
-                lr_now = schedule.apply(opt)
-                if semi:
-                    assert unlabeled is not None
-                    uidx = uperm[step * ubs:(step + 1) * ubs][rank::world]
-                    loss, logits, step_passes = objective(  # type: ignore[call-arg]
-                        train_model, xb, yb, obj_gen, unlabeled=_to_float(unlabeled[uidx]))
-                else:
-                    loss, logits, per_ex = objective(train_model, xb, yb, obj_gen)
-                    step_passes = per_ex * int(yb.shape[0])
-                bs = int(yb.shape[0])
-                scaled = loss * (bs * world / max(1, gidx.shape[0])) if distributed else loss
-                opt.zero_grad(set_to_none=True)
-                scaled.backward()
-                opt.step()
-                tot += torch.tensor([float(loss.detach()) * bs,
-                                     int((logits.detach().argmax(1) == yb).sum()), bs, step_passes],
-                                    dtype=torch.float64)
-                if on_batch is not None and rank == 0:
-                    seen = max(1.0, float(tot[2]))
-                    on_batch(epoch, step + 1, steps, float(tot[0]) / seen, float(tot[1]) / seen)
+        tally, lr_now = _train_epoch(run, train_model, epoch, images, labels, unlabeled, on_batch)
         model.eval()
-        tot = _all_reduce(tot, distributed)
-        extra: dict[str, float] = {}
-        if kind != "constant":
-            extra["lr"] = lr_now
-        test_acc = None
-        if test is not None:
-            tx, ty = test[0][rank::world], test[1][rank::world]
-            counts = torch.tensor([0.0, 0.0], dtype=torch.float64)
-            with torch.no_grad():
-                counts[0] = _correct(model, tx, ty, 1000)
-            counts[1] = tx.shape[0]
-            if curves is not None:
-                m = curves.n or test[0].shape[0]
-                cx, cy = test[0][:m][rank::world], test[1][:m][rank::world]
-                cgen = torch.Generator(device=cx.device).manual_seed(
-                    curves.seed + epoch + 1 + 100003 * rank)
-                c = _curve_counts(model, cx, cy, curves, cgen)
-                counts = torch.cat([counts, c])
-            counts = _all_reduce(counts, distributed)
-            test_acc = float(counts[0]) / max(1.0, float(counts[1]))
-            if curves is not None:
-                extra.update(_errors(counts[2:]))
-        dt = time.perf_counter() - t0
-        ep_passes = int(tot[3])
-        passes += ep_passes
-        elapsed += dt
-        seen = max(1.0, float(tot[2]))
-        entry = EpochLog(epoch=epoch + 1, loss=float(tot[0]) / seen, train_acc=float(tot[1]) / seen,
-                         test_acc=test_acc, seconds=dt, passes=ep_passes, extra=extra)
-        history.append(entry)
-        log.info("epoch %d: loss %.4f, %d passes (%d total) in %.1f s (%.1f s total) %s",
-                 entry.epoch, entry.loss, ep_passes, passes, dt, elapsed, extra)
-        rank_rng: list[list[int]] | None = None
-        if separate and checkpoint_dir is not None:
-            if distributed:
-                gathered: list[Any] = [None] * world
-                dist.all_gather_object(gathered, obj_gen.get_state().tolist())
-                rank_rng = gathered
-            else:
-                rank_rng = [obj_gen.get_state().tolist()]
-        if checkpoint_dir is not None and rank == 0:
-            state_meta = dict(run_meta, epoch=epoch + 1, passes=passes, seconds=elapsed,
-                              history=[asdict(h) for h in history],
-                              scheduler=schedule.state_dict())
-            if rank_rng is not None:
-                state_meta["rank_rng"] = rank_rng
-            save_train_state(checkpoint_dir, model, opt, generator, state_meta)
-            metrics: dict[str, Any] = {"train_loss": entry.loss, "train_acc": entry.train_acc,
-                                       "test_acc": test_acc}
-            metrics.update(extra)
-            save_model(checkpoint_dir, model, dict(
-                run_meta, epochs_done=epoch + 1, passes=passes, seconds=elapsed,
-                metrics=metrics, history=[asdict(h) for h in history]))
-        if distributed:
+        tally = tally.reduced(run.distributed)
+        extra: dict[str, float] = {"lr": lr_now} if config.lr_schedule != "constant" else {}
+        test_acc, errors = _evaluate(run, model, test, curves, epoch)
+        extra.update(errors)
+        entry = _record_epoch(run, epoch, tally, test_acc, extra, time.perf_counter() - t0)
+        _save_epoch(run, model, checkpoint_dir, entry)
+        if run.distributed:
             dist.barrier()
-        if on_epoch is not None and rank == 0:
+        if on_epoch is not None and run.rank == 0:
             on_epoch(entry)
     model.eval()
-    return TrainResult(history=history, passes=passes, seconds=elapsed,
-                       resumed_from=start_epoch)
+    return TrainResult(history=run.history, passes=run.passes, seconds=run.elapsed,
+                       resumed_from=run.start_epoch)
