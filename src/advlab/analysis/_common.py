@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from advlab.attacks.engine import input_grad
 from advlab.validation import check_logits
 
 __all__ = ["input_gradient", "log_probs", "probs", "logits_of", "check_generator", "flat_dot"]
@@ -42,11 +43,8 @@ def input_gradient(
 
     Parameter ``.grad`` is never touched (``torch.autograd.grad`` on the input).
     """
-    xg = x.detach().clone().requires_grad_(True)
-    with torch.enable_grad():
-        logits = model(xg)
-        (grad,) = torch.autograd.grad(objective(logits).sum(), xg)
-    return logits.detach(), grad.detach()
+    logits, _, grad = input_grad(model, x, objective)
+    return logits, grad.detach()
 
 
 def check_generator(generator: torch.Generator | None) -> None:

@@ -23,12 +23,14 @@ backward.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from advlab.attacks.engine import ascend, random_start
 from advlab.models.zoo import training_loss
 from advlab.threat import ThreatModel, get_norm
 
@@ -85,13 +87,9 @@ class _EvalOnly:
         self.module.train(self.was_training)
 
 
-def _input_grad(module: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Gradient of the summed training loss w.r.t. ``x`` only."""
-    xg = x.detach().requires_grad_(True)
-    with torch.enable_grad():
-        loss = training_loss(module, module(xg), y) * x.shape[0]
-        (grad,) = torch.autograd.grad(loss, xg)
-    return grad
+def _training_objective(module: nn.Module, y: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The summed training loss of ``module`` on labels ``y``, as a function of the logits."""
+    return lambda logits: training_loss(module, logits, y) * y.shape[0]
 
 
 def perturb_fgsm(
@@ -140,21 +138,13 @@ def perturb_fgsm(
         de Jorge et al., "Make Some Noise: Reliable and Efficient Single-Step
         Adversarial Training", NeurIPS 2022 (arXiv:2202.01181).
     """
-    norm = threat.strategy
-    lo, hi = threat.bounds
     eps = threat.eps
     alpha = eps if step_size is None else float(step_size)
+    start = None
     if random_init and eps > 0:
-        delta = norm.random_init(x.shape, init_scale * eps, generator=generator, device=x.device,
-                                 dtype=x.dtype)
-        xa = torch.clamp(x + delta, lo, hi) if clip_start else x + delta
-    else:
-        xa = x.detach()
-    grad = _input_grad(model, xa, y)
-    with torch.no_grad():
-        xa = xa + alpha * norm.normalize_grad(grad)
-        delta = norm.project(xa - x, eps) if project else xa - x
-        return torch.clamp(x + delta, lo, hi).detach()
+        start = random_start(x, threat, generator, scale=init_scale, clip=clip_start)
+    return ascend(model, x, _training_objective(model, y), threat, steps=1, step_size=alpha,
+                  start=start, project=project)
 
 
 def perturb_pgd(
@@ -188,20 +178,9 @@ def perturb_pgd(
         Madry et al., "Towards Deep Learning Models Resistant to Adversarial
         Attacks", ICLR 2018 (arXiv:1706.06083).
     """
-    norm = threat.strategy
-    lo, hi = threat.bounds
-    eps = threat.eps
-    if random_init and eps > 0:
-        delta = norm.random_init(x.shape, eps, generator=generator, device=x.device, dtype=x.dtype)
-        xa = torch.clamp(x + delta, lo, hi)
-    else:
-        xa = x.detach().clone()
-    for _ in range(steps):
-        grad = _input_grad(model, xa, y)
-        with torch.no_grad():
-            xa = xa + step_size * norm.normalize_grad(grad)
-            xa = torch.clamp(x + norm.project(xa - x, eps), lo, hi)
-    return xa.detach()
+    start = random_start(x, threat, generator) if random_init and threat.eps > 0 else x.detach().clone()
+    return ascend(model, x, _training_objective(model, y), threat, steps=steps, step_size=step_size,
+                  start=start)
 
 
 def _kl(logits_p: torch.Tensor, logits_q: torch.Tensor, reduction: str = "batchmean") -> torch.Tensor:
@@ -228,21 +207,13 @@ def perturb_trades(
         Zhang et al., "Theoretically Principled Trade-off between Robustness and
         Accuracy", ICML 2019 (arXiv:1901.08573).
     """
-    norm = threat.strategy
     lo, hi = threat.bounds
     with torch.no_grad():
         target = model(x)
     noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-    xa = torch.clamp(x + init_std * noise, lo, hi)
-    for _ in range(steps):
-        xg = xa.detach().requires_grad_(True)
-        with torch.enable_grad():
-            kl = _kl(target, model(xg), reduction="sum")
-            (grad,) = torch.autograd.grad(kl, xg)
-        with torch.no_grad():
-            xa = xa + step_size * norm.normalize_grad(grad)
-            xa = torch.clamp(x + norm.project(xa - x, threat.eps), lo, hi)
-    return xa.detach()
+    start = torch.clamp(x + init_std * noise, lo, hi)
+    return ascend(model, x, lambda logits: _kl(target, logits, reduction="sum"), threat,
+                  steps=steps, step_size=step_size, start=start)
 
 
 class _Objective:
@@ -427,6 +398,8 @@ class PGDTraining(_Objective):
     def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
                  generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, int]:
         self.validate()
+        # Madry et al.'s 2.5 eps / steps, uncapped and in this order (the attacks' rule,
+        # engine.default_step_size, caps at eps and rounds as (2.5 / steps) * eps)
         step = (2.5 * float(self.eps) / self.steps if self.step_size is None
                 else float(self.step_size))
         with _EvalOnly(unwrap(model)) as inner:

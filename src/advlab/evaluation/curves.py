@@ -9,8 +9,9 @@ import torch
 from torch import nn
 
 from advlab.attacks.base import Attack
+from advlab.attacks.engine import input_grad
 from advlab.attacks.pgd import PGD
-from advlab.criteria import Misclassification
+from advlab.criteria import Criterion, Misclassification
 from advlab.evaluation.metrics import predict
 from advlab.threat import ThreatModel
 from advlab.validation import check_inputs, check_logits, eval_mode
@@ -72,14 +73,13 @@ def accuracy_vs_eps(
         with eval_mode(model, "evaluation"):
             for s in range(0, x.shape[0], batch_size):
                 xb, cb = x[s:s + batch_size], crit[slice(s, s + batch_size)]
-                xg = xb.detach().requires_grad_(True)
-                with torch.enable_grad():
-                    logits = model(xg)
-                    check_logits(logits.detach(), xb.shape[0])
-                    cb.validate(xb.shape[0], logits.shape[1])
-                    obj = cb.loss(logits, attack.loss)
-                    (g,) = torch.autograd.grad(obj.sum(), xg)
-                clean_ok = logits.detach().argmax(1) == cb.classes
+                def objective(z: torch.Tensor, cb: Criterion = cb, m: int = xb.shape[0]) -> torch.Tensor:
+                    check_logits(z.detach(), m)
+                    cb.validate(m, z.shape[1])
+                    return cb.loss(z, attack.loss)
+
+                logits, _, g = input_grad(model, xb, objective)
+                clean_ok = logits.argmax(1) == cb.classes
                 passes += xb.shape[0]
                 direction = strategy.normalize_grad(g)
                 with torch.no_grad():
