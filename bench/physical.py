@@ -79,7 +79,8 @@ def physical_part(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def rl_part(args: argparse.Namespace) -> dict[str, Any]:
-    from advlab.rl import default_config, load_or_train, return_vs_eps
+    from advlab.experiments import get_or_train_policy
+    from advlab.rl import default_config, return_vs_eps
 
     cache = Path(args.cache_dir).expanduser() / "rl"
     t0 = time.perf_counter()
@@ -87,9 +88,9 @@ def rl_part(args: argparse.Namespace) -> dict[str, Any]:
         print(f"DQN step {s}: greedy return {r:.1f}", file=sys.stderr, flush=True)
 
     env = args.env
-    target = load_or_train(env, default_config(env, args.seed), cache, on_eval=log)
+    target = get_or_train_policy(env, default_config(env, args.seed), cache, on_eval=log)
     print(f"target trained/loaded in {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
-    source = (load_or_train(env, default_config(env, args.seed + 1), cache, on_eval=log)
+    source = (get_or_train_policy(env, default_config(env, args.seed + 1), cache, on_eval=log)
               if args.transfer else None)
     train_seconds = time.perf_counter() - t0
     eps = [float(e) for e in args.rl_eps.split(",")]

@@ -10,10 +10,10 @@ from torch import nn
 
 pytest.importorskip("gymnasium")
 
+from advlab.experiments import get_or_train_policy  # noqa: E402
 from advlab.rl import (  # noqa: E402
     DQNConfig,
     ObservationAttack,
-    load_or_train,
     random_perturbation,
     return_vs_eps,
     rollout,
@@ -122,9 +122,9 @@ def test_dqn_training_is_seeded_and_cached(tmp_path):  # type: ignore[no-untyped
     assert a.obs_scale.shape == (4,) and bool((a.obs_scale > 0).all())
     c = train_dqn("cartpole", DQNConfig(**{**cfg.__dict__, "seed": 4}))
     assert not torch.equal(c.q.net[0].weight, a.q.net[0].weight)
-    first = load_or_train("cartpole", cfg, tmp_path)
+    first = get_or_train_policy("cartpole", cfg, tmp_path)
     assert first.seconds > 0 and any(tmp_path.iterdir())
-    cached = load_or_train("cartpole", cfg, tmp_path)
+    cached = get_or_train_policy("cartpole", cfg, tmp_path)
     assert cached.seconds == 0.0
     for va, vb in zip(first.q.state_dict().values(), cached.q.state_dict().values(), strict=True):
         assert torch.equal(va, vb)
@@ -225,3 +225,23 @@ def test_seaquest_env_policy_scale_and_attack():  # type: ignore[no-untyped-def]
     assert d["attack_changed"][0] == 0.0 and d["noise_changed"][0] == 0.0
     assert d["attack_changed"][1] > 0.5  # FGSM flips the preferred action at most steps
     assert d["attack_changed"][1] > d["noise_changed"][1]
+
+
+def test_corrupt_cached_policy_is_retrained(tmp_path, caplog):  # type: ignore[no-untyped-def]
+    import logging
+
+    from advlab.experiments import policy_path
+    from advlab.rl.dqn import POLICY_FILE
+
+    cfg = DQNConfig(total_steps=200, learning_starts=100, eval_every=200, eval_episodes=1,
+                    hidden=(8,), seed=5)
+    first = get_or_train_policy("cartpole", cfg, tmp_path)
+    entry = policy_path("cartpole", cfg, tmp_path)
+    assert (entry / POLICY_FILE).is_file()
+    assert policy_path("cartpole", DQNConfig(**{**cfg.__dict__, "lr": 2e-3}), tmp_path) != entry
+    (entry / POLICY_FILE).write_text("{ not json")
+    with caplog.at_level(logging.WARNING, logger="advlab.experiments.policies"):
+        again = get_or_train_policy("cartpole", cfg, tmp_path)
+    assert "corrupt" in caplog.text and again.seconds > 0
+    assert torch.equal(first.q.net[0].weight, again.q.net[0].weight)
+    assert get_or_train_policy("cartpole", cfg, tmp_path).seconds == 0.0

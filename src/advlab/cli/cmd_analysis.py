@@ -13,7 +13,7 @@ import torch
 import typer
 
 from advlab import __version__
-from advlab.cli.app import (
+from advlab.cli._common import (
     CacheDir,
     DataDir,
     UsageError,
@@ -76,7 +76,7 @@ def analyze(
                          seed=seed, progress=lambda m: console.print(f"[dim]{m}[/]"))
     if model is not None:
         net = _load_model(model)
-        ctx._models["cnn"] = net.eval()  # the analyses' main network
+        ctx.use_model("cnn", net)  # the analyses' main network
     console.print(f"analysis [bold]{key}[/] on {train_ds.name} ({'quick' if quick else 'full'})")
     sec = fn(ctx, **params)
     seconds = time.perf_counter() - t0

@@ -10,7 +10,7 @@ from typing import Annotated
 import torch
 import typer
 
-from advlab.cli.app import (
+from advlab.cli._common import (
     CacheDir,
     DataDir,
     UsageError,
@@ -128,12 +128,12 @@ def _dqn_config(env: str, seed: int, steps: int | None):  # type: ignore[no-unty
 
 
 def _policy(env: str, seed: int, steps: int | None, cache_dir: Path | None):  # type: ignore[no-untyped-def]
-    from advlab.rl import load_or_train
+    from advlab.experiments import get_or_train_policy
 
     cache = _cache(cache_dir) / "rl"
     try:
         cfg = _dqn_config(env, seed, steps)
-        return load_or_train(env, cfg, cache,
+        return get_or_train_policy(env, cfg, cache,
                              on_eval=lambda s, r: console.print(f"[dim]seed {seed} step {s}: greedy return {r:.1f}[/]"))
     except ImportError as e:
         raise UsageError(str(e)) from None

@@ -17,6 +17,7 @@ from .digits import load_digits
 from .download import DownloadError, download_file
 from .loader import DATASETS, available_datasets, default_cache_dir, load_dataset
 from .mnist import load_fashion_mnist, load_mnist
+from .stats import normalization_stats
 from .synthetic import make_linear_blobs
 
 __all__ = [
@@ -34,4 +35,5 @@ __all__ = [
     "load_fashion_mnist",
     "load_mnist",
     "make_linear_blobs",
+    "normalization_stats",
 ]

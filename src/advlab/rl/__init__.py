@@ -1,6 +1,7 @@
 """Adversarial attacks on reinforcement-learning policies (Huang et al. 2017).
 
-A small seeded DQN (:func:`train_dqn`, cached by :func:`load_or_train`), batched
+A small seeded DQN (:func:`train_dqn`; cached by
+:func:`advlab.experiments.get_or_train_policy`), batched
 seeded rollouts (:func:`rollout`), the per-step observation adversary
 (:class:`ObservationAttack`: FGSM or same-norm noise, optionally computed on a
 second policy for transfer) and the return-vs-eps experiment
@@ -23,7 +24,6 @@ from advlab.rl.dqn import (
     QNetwork,
     TrainedPolicy,
     default_config,
-    load_or_train,
     load_policy,
     observation_scale,
     save_policy,
@@ -34,7 +34,7 @@ from advlab.rl.episodes import EpisodeStats, rollout
 
 __all__ = [
     "ObservationAttack", "ReturnCurve", "ScaledPolicy", "random_perturbation", "return_vs_eps",
-    "DQNConfig", "QNetwork", "TrainedPolicy", "default_config", "load_or_train", "load_policy",
+    "DQNConfig", "QNetwork", "TrainedPolicy", "default_config", "load_policy",
     "observation_scale", "save_policy", "train_dqn", "ENVIRONMENTS", "make_env", "minatar_available",
     "resolve_env_id", "EpisodeStats", "rollout",
 ]

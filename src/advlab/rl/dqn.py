@@ -1,9 +1,11 @@
-"""A small deep Q-network (Mnih et al. 2015), seeded end to end, with an on-disk cache."""
+"""A small deep Q-network (Mnih et al. 2015), seeded end to end, and its on-disk format.
+
+The cache of trained policies is :func:`advlab.experiments.get_or_train_policy`.
+"""
 
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import logging
 import math
@@ -22,10 +24,13 @@ from advlab import __version__
 from advlab.rl.envs import make_env, resolve_env_id
 from advlab.rl.episodes import rollout, single_thread
 
-__all__ = ["QNetwork", "DQNConfig", "TrainedPolicy", "train_dqn", "load_or_train", "save_policy",
-           "load_policy", "observation_scale", "default_config"]
+__all__ = ["QNetwork", "DQNConfig", "TrainedPolicy", "train_dqn", "save_policy", "load_policy",
+           "observation_scale", "default_config", "POLICY_FILE"]
 
 log = logging.getLogger(__name__)
+
+#: the file of a saved policy written last: its presence marks a complete entry
+POLICY_FILE = "policy.json"
 
 
 class QNetwork(nn.Module):
@@ -277,11 +282,6 @@ def _train_dqn(env_id: str, cfg: DQNConfig,
                          history=history, seconds=time.perf_counter() - t0)
 
 
-def _key(env: str, cfg: DQNConfig) -> str:
-    src = json.dumps({"env": env, "cfg": asdict(cfg), "v": __version__}, sort_keys=True, default=str)
-    return hashlib.sha256(src.encode()).hexdigest()[:16]
-
-
 def save_policy(policy: TrainedPolicy, directory: Path) -> None:
     """Write ``q.safetensors`` and ``policy.json`` atomically into ``directory``."""
     from safetensors.torch import save
@@ -293,7 +293,7 @@ def save_policy(policy: TrainedPolicy, directory: Path) -> None:
     atomic_write_bytes(directory / "q.safetensors",
                        save({k: v.contiguous() for k, v in policy.q.state_dict().items()}))
     meta = {**policy.to_dict(), "network": policy.q.config, "version": __version__}
-    atomic_write_json(directory / "policy.json", meta)
+    atomic_write_json(directory / POLICY_FILE, meta)
 
 
 def load_policy(directory: Path) -> TrainedPolicy:
@@ -302,7 +302,7 @@ def load_policy(directory: Path) -> TrainedPolicy:
 
     directory = Path(directory)
     try:
-        meta = json.loads((directory / "policy.json").read_text())
+        meta = json.loads((directory / POLICY_FILE).read_text())
         state = load((directory / "q.safetensors").read_bytes())
     except (OSError, json.JSONDecodeError) as e:
         raise ValueError(f"no readable policy in {directory}: {e}") from None
@@ -315,25 +315,3 @@ def load_policy(directory: Path) -> TrainedPolicy:
     return TrainedPolicy(q=q, env=meta["env"], config=DQNConfig(**cfg), eval_return=meta["eval_return"],
                          obs_scale=torch.tensor(meta["obs_scale"]),
                          history=[tuple(h) for h in meta["history"]], seconds=0.0)  # type: ignore[misc]
-
-
-def load_or_train(env: str, config: DQNConfig, cache_dir: Path,
-                  on_eval: Callable[[int, float], None] | None = None) -> TrainedPolicy:
-    """The policy for ``(env, config)`` from ``cache_dir``, trained and stored on first use.
-
-    Args:
-        env: environment name or gymnasium id.
-        config: DQN settings (part of the cache key, with the advlab version).
-        cache_dir: folder of cached policies (e.g. ``~/.cache/advlab/rl``).
-        on_eval: progress callback passed to :func:`train_dqn`.
-    """
-    env_id = resolve_env_id(env)
-    directory = Path(cache_dir) / f"{env_id}-dqn-seed{config.seed}-{_key(env_id, config)}"
-    if (directory / "policy.json").is_file():
-        try:
-            return load_policy(directory)
-        except (ValueError, KeyError, RuntimeError) as e:
-            log.warning("ignoring cached policy at %s: %s", directory, e)
-    policy = train_dqn(env_id, config, on_eval=on_eval)
-    save_policy(policy, directory)
-    return policy

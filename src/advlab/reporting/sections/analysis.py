@@ -6,56 +6,16 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from advlab import analysis as an
 from advlab.evaluation import predict
+from advlab.experiments.recipes import SigmoidObjective  # noqa: F401 - re-exported
 from advlab.models import LogisticRegression, confidence
 from advlab.reporting import figures_analysis as fa
 from advlab.reporting.figures import figure_to_data_uri
 from advlab.reporting.html import Section
-from advlab.reporting.lecture import MODEL_RECIPES, LectureContext, section
-
-
-class SigmoidObjective:
-    """Per-class sigmoid cross-entropy on the logits (each class "present" or not)."""
-
-    name = "per-class-sigmoid"
-
-    def __call__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-                 generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, int]:
-        logits = model(x)
-        onehot = F.one_hot(y, logits.shape[1]).to(logits.dtype)
-        loss = F.binary_cross_entropy_with_logits(logits, onehot, reduction="sum") / x.shape[0]
-        return loss, logits, 1
-
-    def settings(self) -> dict[str, Any]:
-        return {"defense": "none", "loss": self.name}
-
-
-_SMALL_CNN = {"channels": [16, 32], "fc": 256}
-
-MODEL_RECIPES.update({
-    # binary logistic regression on 3s vs 7s (Goodfellow et al. 2014, figure 2)
-    "analysis_logistic37": {"model": "logistic", "classes": [3, 7], "settings": {},
-                            "full": {"epochs": 5, "lr": 1e-2, "batch_size": 64},
-                            "quick": {"epochs": 3, "lr": 1e-2, "batch_size": 64},
-                            "quick_limit": 4000},
-    # shallow RBF network (one template per class, per-class sigmoid outputs)
-    "analysis_rbf": {"model": "rbf", "settings": {},
-                     "full": {"epochs": 3, "lr": 1e-2}, "quick": {"epochs": 2, "lr": 1e-2},
-                     "quick_limit": 10000},
-    # a second, independently trained CNN (other width, hence other initialization and data order)
-    "analysis_cnn_b": {"model": "cnn", "settings": _SMALL_CNN,
-                       "full": {"epochs": 1, "lr": 1e-3}, "quick": {"epochs": 1, "lr": 1e-3},
-                       "limit": 30000, "quick_limit": 5000},
-    # the same small CNN trained with per-class sigmoid outputs (for the noise experiment)
-    "analysis_cnn_sigmoid": {"model": "cnn", "settings": _SMALL_CNN, "objective": SigmoidObjective,
-                             "full": {"epochs": 1, "lr": 1e-3}, "quick": {"epochs": 1, "lr": 1e-3},
-                             "limit": 30000, "quick_limit": 5000},
-})
-
+from advlab.reporting.lecture import LectureContext, section
 
 # ============================================================================= helpers
 

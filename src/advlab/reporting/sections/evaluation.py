@@ -11,27 +11,11 @@ from advlab.attacks import APGD, APGDT, FGSM, PGD, CarliniWagnerL2, Square
 from advlab.evaluation import evaluate
 from advlab.evaluation.cascade import cascade
 from advlab.reporting.html import Section
-from advlab.reporting.lecture import MODEL_RECIPES, LectureContext, section
+from advlab.reporting.lecture import LectureContext, section
 from advlab.threat import ThreatModel
 
-
-def _fgsm_rs() -> Any:
-    from advlab.defenses.adversarial_training import FastFGSMTraining
-
-    return FastFGSMTraining(eps=0.3)
-
-
-# An adversarially trained CNN small enough for the lecture's budget: fast adversarial
-# training (FGSM from an unclipped random start, step 1.25 eps, cyclic LR; Wong et al. 2020)
-# at eps 0.3 on Wong et al.'s strided CNN, widened (the network of bench/adv_training.py,
-# which reaches 87.6% under PGD-50x10 with the full 60k x 10 epochs).
-MODEL_RECIPES.setdefault("cnn_fgsmrs", {
-    "model": "strided-cnn", "settings": {"channels": [32, 64], "fc": 1024}, "objective": _fgsm_rs,
-    "full": {"epochs": 4, "lr": 5e-3, "batch_size": 100, "lr_schedule": "cyclic"},
-    "limit": 10000,
-    "quick": {"epochs": 2, "lr": 5e-3, "batch_size": 100, "lr_schedule": "cyclic"},
-    "quick_limit": 3000,
-})
+# The adversarially trained CNN is the recipe "cnn_fgsmrs" of advlab.experiments.MODEL_RECIPES
+# (FGSM-RS, Wong et al. 2020, on a widened strided CNN).
 
 #: published numbers on MNIST, Linf eps = 0.3: the robust accuracy the authors reported (PGD)
 #: and the one standard AutoAttack measured (fra31/auto-attack README, MNIST table)

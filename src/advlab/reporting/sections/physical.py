@@ -88,13 +88,14 @@ def physical_section(ctx: LectureContext) -> Section:
 
 def _seaquest(ctx: LectureContext, cache: Any) -> dict[str, Any] | None:
     """The MinAtar Seaquest part (full runs only, when the optional package minatar is installed)."""
-    from advlab.rl import default_config, load_or_train, minatar_available, return_vs_eps, rollout
+    from advlab.experiments import get_or_train_policy
+    from advlab.rl import default_config, minatar_available, return_vs_eps, rollout
 
     if ctx.quick or not minatar_available():
         return None
     ctx.progress("MinAtar Seaquest DQN policies (about 2.5 min each on first use, then cached)")
-    target = load_or_train("seaquest", default_config("seaquest", ctx.seed), cache)
-    source = load_or_train("seaquest", default_config("seaquest", ctx.seed + 1), cache)
+    target = get_or_train_policy("seaquest", default_config("seaquest", ctx.seed), cache)
+    source = get_or_train_policy("seaquest", default_config("seaquest", ctx.seed + 1), cache)
     seeds = list(range(1_000, 1_050))
     eps = [0.0, 0.01, 0.02, 0.05, 0.1, 0.2]
     c = return_vs_eps(target.q, "seaquest", seeds, eps, norm="linf", scale=target.obs_scale,
@@ -110,13 +111,14 @@ def _seaquest(ctx: LectureContext, cache: Any) -> dict[str, Any] | None:
 @section("rlpolicy", "Adversarial attacks on neural network policies (CartPole, MinAtar Seaquest)")
 def rl_section(ctx: LectureContext) -> Section:
     try:
-        from advlab.rl import DQNConfig, ObservationAttack, load_or_train, return_vs_eps, rollout
+        from advlab.experiments import get_or_train_policy
+        from advlab.rl import DQNConfig, ObservationAttack, return_vs_eps, rollout
     except ImportError as e:  # gymnasium missing
         return Section("rlpolicy", "", data={"available": False, "reason": str(e)})
     cache = ctx.cache_dir.parent / "rl"
     ctx.progress("CartPole DQN policies (trained once, cached in " + str(cache) + ")")
-    target = load_or_train("cartpole", DQNConfig(seed=ctx.seed), cache)
-    source = load_or_train("cartpole", DQNConfig(seed=ctx.seed + 1), cache)
+    target = get_or_train_policy("cartpole", DQNConfig(seed=ctx.seed), cache)
+    source = get_or_train_policy("cartpole", DQNConfig(seed=ctx.seed + 1), cache)
     episodes = 3 if ctx.quick else 10
     seeds = list(range(1_000, 1_000 + episodes))
     eps = [0.0, 0.5] if ctx.quick else [0.0, 0.05, 0.1, 0.2, 0.5, 1.0]

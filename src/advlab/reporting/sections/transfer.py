@@ -9,106 +9,29 @@ kNN trained on a slice (pickled in the lecture's model cache).
 
 from __future__ import annotations
 
-import hashlib
-import json
-import logging
-import pickle
 from typing import Any
 
 import torch
-from torch import nn
 
-from advlab import __version__
 from advlab.analysis.transfer import cross_training_set, ensemble_transfer, transfer_matrix
 from advlab.attacks import FGSM, PGD
 from advlab.attacks.substitute import SubstituteAttack
 from advlab.attacks.universal import UniversalPerturbation
-from advlab.checkpoint import META_FILE, load_model, read_metadata
-from advlab.defenses.trainer import TrainConfig, fit
+from advlab.experiments.cache import init_model
+from advlab.experiments.recipes import HALF_TRAIN
+from advlab.experiments.transfer import SKLEARN_TRAIN, half_mlp, sklearn_model
 from advlab.models import create_model
-from advlab.models.sklearn import SklearnClassifier, TorchClassifier, create_sklearn_model
+from advlab.models.sklearn import TorchClassifier
 from advlab.reporting import figures
 from advlab.reporting import figures_transfer as tfig
 from advlab.reporting.html import Section
-from advlab.reporting.lecture import MODEL_RECIPES, LectureContext, section
+from advlab.reporting.lecture import LectureContext, section
 from advlab.threat import ThreatModel
 
-log = logging.getLogger(__name__)
-
 EPS = 0.3
-
-#: a small CNN (a different architecture from the lecture's CNN) for the ensemble attack
-MODEL_RECIPES.setdefault("transfer_cnn_small", {
-    "model": "cnn", "settings": {"channels": [16, 32], "fc": 128},
-    "full": {"epochs": 1, "lr": 1e-3}, "quick": {"epochs": 1, "lr": 1e-3},
-    "limit": 10000, "quick_limit": 3000,
-})
 #: training examples for the scikit-learn models and each half-set MLP (full / quick)
-SK_TRAIN = {False: 5000, True: 2000}
-HALF = {False: 10000, True: 3000}
-
-
-def _key(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def _sklearn(ctx: LectureContext, name: str) -> SklearnClassifier:
-    """A scikit-learn model trained on the first training images, cached as a pickle."""
-    n = min(SK_TRAIN[ctx.quick], len(ctx.train))
-    model = create_sklearn_model(name)
-    path = ctx.cache_dir / f"{ctx.train.name}-sk-{name}-{_key([model.settings(), n, __version__])}.pkl"
-    if path.is_file():
-        try:
-            with path.open("rb") as f:  # our own cache file, written below
-                cached = pickle.load(f)  # noqa: S301
-            if isinstance(cached, SklearnClassifier):
-                return cached
-        except (OSError, pickle.UnpicklingError, EOFError, AttributeError) as e:
-            log.warning("ignoring cached model %s: %s", path, e)
-    ctx.progress(f"training scikit-learn {name} on {n} {ctx.train.name} images")
-    x, y = ctx.train.subset(limit=n).tensors()
-    model.fit(x, y)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    with tmp.open("wb") as f:
-        pickle.dump(model, f)
-    tmp.replace(path)
-    return model
-
-
-def _init(seed: int, fn: Any) -> Any:
-    """Build a model with its weights drawn from ``seed``, leaving the global RNG as it was."""
-    state = torch.get_rng_state()
-    torch.manual_seed(seed)
-    try:
-        return fn()
-    finally:
-        torch.set_rng_state(state)
-
-
-def _half_mlp(ctx: LectureContext, half: int) -> nn.Module:
-    """An MLP trained on one of two disjoint halves of a training slice (cached checkpoint)."""
-    n = min(HALF[ctx.quick], len(ctx.train) // 2)
-    idx = torch.arange(half * n, (half + 1) * n)
-    images, labels = ctx.train.images[idx], ctx.train.labels[idx]
-    cfg = TrainConfig(epochs=1 if ctx.quick else 2, lr=1e-3, seed=ctx.seed + half)
-    x = images.float() / 255
-    settings = {"in_shape": list(ctx.train.shape), "num_classes": ctx.train.num_classes,
-                "mean": x.mean(dim=(0, 2, 3)).tolist(),
-                "std": x.std(dim=(0, 2, 3)).clamp_min(1e-3).tolist()}
-    ckpt = ctx.cache_dir / f"{ctx.train.name}-mlp-half{half}-{_key([settings, cfg.__dict__, n, __version__])}"
-    if (ckpt / META_FILE).is_file():
-        try:
-            if read_metadata(ckpt).get("epochs_done") == cfg.epochs:
-                return load_model(ckpt).eval()
-        except ValueError as e:
-            log.warning("ignoring cached model at %s: %s", ckpt, e)
-    ctx.progress(f"training mlp on half {half} ({n} {ctx.train.name} images)")
-    model = _init(ctx.seed + 17 * (half + 1), lambda: create_model("mlp", **settings))
-    fit(model, images, labels, cfg, checkpoint_dir=ckpt,
-        resume=(ckpt / "train_state.safetensors").is_file(),
-        meta={"dataset": ctx.train.name, "half": half})
-    return model.eval()
+SK_TRAIN = SKLEARN_TRAIN
+HALF = HALF_TRAIN
 
 
 PUBLISHED_MATRIX = [
@@ -123,7 +46,7 @@ def transfer_matrix_section(ctx: LectureContext) -> Section:
     x, y = ctx.eval_data(n)
     models: dict[str, Any] = {"DNN": ctx.model("cnn")}
     for key, label in (("lr", "LR"), ("svm", "SVM"), ("dt", "DT"), ("knn", "kNN")):
-        models[label] = _sklearn(ctx, key)
+        models[label] = sklearn_model(ctx, key)
     threat = ThreatModel("linf", EPS)
     m = transfer_matrix(models, models, x, y, threat, attack=FGSM())
     fig = tfig.transfer_heatmap(m.rates, m.sources, m.targets,
@@ -142,7 +65,7 @@ def transfer_matrix_section(ctx: LectureContext) -> Section:
 def transfer_cross_data_section(ctx: LectureContext) -> Section:
     n = 200 if ctx.quick else 500
     x, y = ctx.eval_data(n)
-    a, b = _half_mlp(ctx, 0), _half_mlp(ctx, 1)
+    a, b = half_mlp(ctx, 0), half_mlp(ctx, 1)
     rows = []
     for atk_name, atk in (("FGSM", FGSM()), ("PGD-10", PGD(steps=10, random_init=False))):
         r = cross_training_set(a, b, x, y, ThreatModel("linf", EPS), attack=atk)
@@ -159,7 +82,7 @@ def transfer_ensemble_section(ctx: LectureContext) -> Section:
     n = 200 if ctx.quick else 500
     x, y = ctx.eval_data(n)
     softmax, cnn = ctx.model("softmax"), ctx.model("cnn")
-    mlp_a, mlp_b = _half_mlp(ctx, 0), _half_mlp(ctx, 1)
+    mlp_a, mlp_b = half_mlp(ctx, 0), half_mlp(ctx, 1)
     steps = 10
     atk = PGD(steps=steps, random_init=False)
     threat = ThreatModel("linf", EPS)
@@ -201,9 +124,9 @@ def blackbox_section(ctx: LectureContext) -> Section:
 
     # a small CNN substitute: on MNIST it transfers to the CNN oracle about twice as well as an
     # MLP substitute (bench/results/transfer_blackbox*.json)
-    sub = _init(ctx.seed, lambda: create_model("cnn", in_shape=list(ctx.test.shape),
-                                               num_classes=ctx.test.num_classes, channels=(16, 32),
-                                               fc=128))
+    sub = init_model(ctx.seed, lambda: create_model("cnn", in_shape=list(ctx.test.shape),
+                                                    num_classes=ctx.test.num_classes, channels=(16, 32),
+                                                    fc=128))
     atk.fit(oracle, x_seed, sub, generator=gen, callback=evaluate)
     hist = [{k: v for k, v in h.items() if k != "threat"} for h in atk.history_]
     fig = tfig.queries_curve(hist, published=(6400, 0.8424))
@@ -227,7 +150,7 @@ def blackbox_section(ctx: LectureContext) -> Section:
 
 @section("universal", "A universal adversarial perturbation")
 def universal_section(ctx: LectureContext) -> Section:
-    model = _half_mlp(ctx, 0)
+    model = half_mlp(ctx, 0)
     n_fit = 200 if ctx.quick else 500
     n_test = 200 if ctx.quick else 1000
     x_all, _ = ctx.test.subset(limit=n_fit + n_test).tensors()
