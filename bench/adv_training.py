@@ -29,7 +29,7 @@ from typing import Any
 import torch
 
 from advlab.attacks import FGSM, PGD
-from advlab.data import load_dataset
+from advlab.data import load_dataset, normalization_stats
 from advlab.defenses import (
     VAT,
     CurveConfig,
@@ -48,9 +48,8 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def _settings(train: Any, extra: dict[str, Any]) -> dict[str, Any]:
-    x = train.images.float() / 255
-    base = dict(in_shape=list(train.shape), num_classes=train.num_classes,
-                mean=x.mean(dim=(0, 2, 3)).tolist(), std=x.std(dim=(0, 2, 3)).clamp_min(1e-3).tolist())
+    mean, std = normalization_stats(train.images)
+    base = dict(in_shape=list(train.shape), num_classes=train.num_classes, mean=mean, std=std)
     return {**base, **extra}  # explicit settings (e.g. "mean": 0, "std": 1) win
 
 

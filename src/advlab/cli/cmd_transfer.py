@@ -15,7 +15,7 @@ import torch
 import typer
 from torch import nn
 
-from advlab.cli.app import (
+from advlab.cli._common import (
     CacheDir,
     DataDir,
     UsageError,
@@ -38,12 +38,12 @@ LABELS = {"lr": "LR", "svm": "SVM", "dt": "DT", "knn": "kNN"}
 
 def _train_torch(arch: str, images: torch.Tensor, labels: torch.Tensor, shape: tuple[int, ...],
                  num_classes: int, epochs: int, seed: int) -> nn.Module:
+    from advlab.data import normalization_stats
     from advlab.defenses import TrainConfig, fit
     from advlab.models import create_model
 
-    x = images.float() / 255
-    settings = {"in_shape": list(shape), "num_classes": num_classes,
-                "mean": x.mean(dim=(0, 2, 3)).tolist(), "std": x.std(dim=(0, 2, 3)).clamp_min(1e-3).tolist()}
+    mean, std = normalization_stats(images)
+    settings = {"in_shape": list(shape), "num_classes": num_classes, "mean": mean, "std": std}
     torch.manual_seed(seed)
     model = create_model(arch, **settings)
     fit(model, images, labels, TrainConfig(epochs=epochs, lr=1e-3, seed=seed))
