@@ -21,6 +21,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from torch import nn
 
+from advlab.cli._common import _write_json, console
+
 __all__ = ["make_attack", "run_cascade_eval"]
 
 
@@ -50,7 +52,6 @@ def run_cascade_eval(net: nn.Module, ds: Any, threat: Any, spec: str, *, state: 
                      seed: int, batch_size: int, per_sample: bool, out: Path | None,
                      meta: dict[str, Any]) -> None:
     """Run the cascade for ``advlab eval --attacks`` and print/write the results."""
-    from advlab.cli.app import _write_json, console
     from advlab.evaluation.cascade import cascade, make_stages
 
     stages = make_stages(spec)

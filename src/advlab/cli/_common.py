@@ -1,0 +1,126 @@
+"""What every ``advlab`` command shares: the app, consoles, options, loaders, JSON output.
+
+:mod:`advlab.cli.app` and the ``cmd_<capability>`` modules import from here and
+register their commands on :data:`app`; nothing here imports them back.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from torch import nn
+
+__all__ = [
+    "app", "console", "out_console", "DataDir", "CacheDir", "UsageError", "_cache", "_parse_classes",
+    "_parse_floats", "_load_data", "_load_model", "_write_json", "load_lecture_data",
+]
+
+app = typer.Typer(
+    name="advlab",
+    help="Adversarial examples and adversarial training: attacks, evaluation, training, reports.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console(stderr=True)
+out_console = Console()
+
+DataDir = Annotated[
+    Path | None,
+    typer.Option("--data-dir", envvar="ADVLAB_DATA",
+                 help="Folder with dataset files (or its parent). Env: ADVLAB_DATA."),
+]
+CacheDir = Annotated[
+    Path | None,
+    typer.Option("--cache-dir", envvar="ADVLAB_CACHE",
+                 help="Download and model cache (default ~/.cache/advlab). Env: ADVLAB_CACHE."),
+]
+
+
+class UsageError(ValueError):
+    """Bad command-line input."""
+
+
+def _cache(cache_dir: Path | None) -> Path:
+    return (cache_dir or Path.home() / ".cache" / "advlab").expanduser()
+
+
+def _parse_classes(spec: str | None) -> list[int] | None:
+    if not spec:
+        return None
+    try:
+        return [int(c) for c in spec.replace("-", ",").replace("vs", ",").split(",") if c.strip()]
+    except ValueError:
+        raise UsageError(f"--classes must be a comma-separated list of class indices, got {spec!r}") from None
+
+
+def _parse_floats(spec: str, what: str) -> list[float]:
+    try:
+        return [float(v) for v in spec.split(",") if v.strip()]
+    except ValueError:
+        raise UsageError(f"{what} must be a comma-separated list of numbers, got {spec!r}") from None
+
+
+def _load_data(name: str, split: str, data_dir: Path | None, cache_dir: Path | None,
+               limit: int | None, classes: str | None, download: bool = True):  # type: ignore[no-untyped-def]
+    from advlab.data import load_dataset
+
+    cls = _parse_classes(classes)
+    return load_dataset(name, split, data_dir=data_dir, download=download, limit=limit,
+                        classes=cls, relabel=cls is not None, cache_dir=_cache(cache_dir))
+
+
+def _load_model(spec: str) -> nn.Module:
+    """An advlab checkpoint directory, or ``file.py:function`` returning an ``nn.Module``."""
+    from advlab.checkpoint import load_model
+
+    if ":" in spec and spec.split(":", 1)[0].endswith(".py"):
+        file, fn = spec.split(":", 1)
+        path = Path(file)
+        if not path.is_file():
+            raise UsageError(f"model file {file} not found")
+        mod_spec = importlib.util.spec_from_file_location(path.stem, path)
+        assert mod_spec and mod_spec.loader
+        module = importlib.util.module_from_spec(mod_spec)
+        mod_spec.loader.exec_module(module)
+        factory = getattr(module, fn, None)
+        if not callable(factory):
+            raise UsageError(f"{file} has no function {fn!r}")
+        model = factory()
+        if not isinstance(model, nn.Module):
+            raise UsageError(f"{spec} returned {type(model).__name__}, not a torch.nn.Module")
+        return model.eval()
+    path = Path(spec)
+    if not path.exists():
+        raise UsageError(f"checkpoint {spec} not found (give an advlab checkpoint directory "
+                         "or file.py:function)")
+    return load_model(path)
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    from advlab.io import atomic_write_json
+
+    atomic_write_json(path, obj)
+
+
+def load_lecture_data(dataset: str, data_dir: Path | None, cache: Path, download: bool):  # type: ignore[no-untyped-def]
+    """Train and test sets for the report; MNIST falls back to bundled digits with a notice."""
+    from advlab.data import DatasetError, load_dataset
+
+    notices: list[str] = []
+    try:
+        train_ds = load_dataset(dataset, "train", data_dir=data_dir, download=download, cache_dir=cache)
+        test_ds = load_dataset(dataset, "test", data_dir=data_dir, download=download, cache_dir=cache)
+    except DatasetError as e:
+        if dataset.lower() != "mnist":
+            raise
+        notice = f"MNIST unavailable ({e}); falling back to scikit-learn's bundled 8x8 digits."
+        console.print(f"[yellow]notice:[/] {escape(notice)}")
+        notices.append(notice)
+        train_ds, test_ds = load_dataset("digits", "train"), load_dataset("digits", "test")
+    return train_ds, test_ds, notices
