@@ -102,7 +102,6 @@ class CarliniWagnerL2(Attack):
         threat: ThreatModel,
         generator: torch.Generator | None,
     ) -> AttackResult:
-        self._check_settings()
         n = x.shape[0]
         dev, dt = x.device, x.dtype
         lo, hi = threat.bounds

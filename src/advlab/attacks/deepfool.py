@@ -51,15 +51,13 @@ class DeepFool(Attack):
         self.overshoot = overshoot
         self.candidates = candidates
 
-    def _check_settings(self, threat: ThreatModel) -> None:
+    def _check_settings(self) -> None:
         require_int("steps", self.steps, 1)
         if not self.overshoot >= 0:
             raise ValueError(f"overshoot must be >= 0, got {self.overshoot}")
         if self.candidates is not None and (not isinstance(self.candidates, int)
                                             or self.candidates < 1):
             raise ValueError(f"candidates must be an integer >= 1 or None, got {self.candidates!r}")
-        if threat.norm not in ("l2", "linf"):
-            raise ValueError(f"DeepFool supports the l2 and linf norms, got {threat.norm!r}")
 
     def _run(
         self,
@@ -69,7 +67,8 @@ class DeepFool(Attack):
         threat: ThreatModel,
         generator: torch.Generator | None,
     ) -> AttackResult:
-        self._check_settings(threat)
+        if threat.norm not in ("l2", "linf"):
+            raise ValueError(f"DeepFool supports the l2 and linf norms, got {threat.norm!r}")
         n = x.shape[0]
         dev = x.device
         lo, hi = threat.bounds

@@ -77,7 +77,6 @@ class Square(Attack):
         threat: ThreatModel,
         generator: torch.Generator | None,
     ) -> AttackResult:
-        self._check_settings()
         n = x.shape[0]
         dev = x.device
         shape = x.shape

@@ -32,7 +32,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from advlab.attacks import APGD, APGDT, FGSM, PGD, Attack, CarliniWagnerL2, DeepFool, Square
+from advlab.attacks import Attack, attack_names, get_entry
 from advlab.criteria import Misclassification
 from advlab.evaluation.checks import (
     GRADIENT_FREE,
@@ -46,24 +46,9 @@ from advlab.io import atomic_write_bytes
 from advlab.threat import ThreatModel
 from advlab.validation import check_inputs, check_logits, eval_mode
 
-__all__ = ["CascadeResult", "StageLog", "cascade", "make_stages", "STAGE_FACTORIES", "PRESETS"]
+__all__ = ["CascadeResult", "StageLog", "cascade", "make_stages", "PRESETS"]
 
 log = logging.getLogger(__name__)
-
-#: attacks a cascade stage can be built from by name
-STAGE_FACTORIES: dict[str, Callable[[], Attack]] = {
-    "fgsm": FGSM,
-    "pgd": lambda: PGD(steps=40, early_stop=True),
-    "apgd-ce": lambda: APGD(steps=100, loss="ce", early_stop=True),
-    "apgd-dlr": lambda: APGD(steps=100, loss="dlr", early_stop=True),
-    "apgd-t": lambda: APGDT(steps=100, n_target_classes=9, early_stop=True),
-    "apgd-t3": lambda: APGDT(steps=100, n_target_classes=3, early_stop=True),
-    "square": lambda: Square(queries=5000),
-    "square1k": lambda: Square(queries=1000),
-    "square2k": lambda: Square(queries=2000),
-    "cw": lambda: CarliniWagnerL2(steps=100, binary_search_steps=9),
-    "deepfool": DeepFool,
-}
 
 #: named cascades (cheap to expensive)
 PRESETS: dict[str, list[str]] = {
@@ -92,11 +77,17 @@ def make_stages(spec: str | Sequence[str]) -> list[tuple[str, Attack]]:
     if not names:
         raise ValueError("no attacks given; use a preset (standard, fast) or a list such as "
                          "apgd-ce,apgd-t,square")
+    entries = []
     for nm in names:
-        if nm not in STAGE_FACTORIES:
-            raise ValueError(f"unknown cascade attack {nm!r}; use a preset {sorted(PRESETS)} or "
-                             f"names from {sorted(STAGE_FACTORIES)}")
-    return [(nm, STAGE_FACTORIES[nm]()) for nm in names]
+        try:
+            entries.append(get_entry(nm))
+        except ValueError as e:  # noqa: PERF203
+            raise ValueError(f"unknown cascade attack {nm!r}: use a preset "
+                             f"({', '.join(sorted(PRESETS))}) or registered attacks "
+                             f"({', '.join(attack_names())})") from e
+    # every stage stops per sample once broken (same verdict, less work)
+    return [(nm, e.create(**({"early_stop": True} if e.takes("early_stop") else {})))
+            for nm, e in zip(names, entries, strict=True)]
 
 
 @dataclass
@@ -189,7 +180,9 @@ def _fingerprint(model: nn.Module, x: torch.Tensor, labels: torch.Tensor, threat
 class _State:
     """Per-sample cascade state, saved atomically as one safetensors file."""
 
-    def __init__(self, n: int, x: torch.Tensor, stages: list[tuple[str, Attack]]) -> None:
+    def __init__(self, n: int, x: torch.Tensor, stages: list[tuple[str, Attack]],
+                 path: Path | None = None, fingerprint: str = "") -> None:
+        self.path, self.fingerprint = path, fingerprint
         self.clean_correct = torch.zeros(n, dtype=torch.bool)
         self.robust = torch.zeros(n, dtype=torch.bool)
         self.broken_by = torch.full((n,), -1, dtype=torch.long)
@@ -198,6 +191,11 @@ class _State:
         self.logs = [StageLog(name, a.settings()) for name, a in stages]
         self.clean_done = False
         self.warnings: list[CheckWarning] = []  # raised while attacking (kept across resumes)
+
+    def checkpoint(self) -> None:
+        """Save to :attr:`path` (if any) under :attr:`fingerprint`."""
+        if self.path is not None:
+            self.save(self.path, self.fingerprint)
 
     def save(self, path: Path, fingerprint: str) -> None:
         from safetensors.torch import save
@@ -248,6 +246,175 @@ def _dist() -> tuple[int, int]:
     return 0, 1
 
 
+def _stage_list(stages: str | Sequence[str] | Sequence[tuple[str, Attack]]) -> list[tuple[str, Attack]]:
+    """``(name, attack)`` pairs from a preset, names or pairs; at least one."""
+    if isinstance(stages, str) or (stages and isinstance(next(iter(stages)), str)):
+        stage_list = make_stages(stages)  # type: ignore[arg-type]
+    else:
+        stage_list = list(stages)  # type: ignore[arg-type]
+    if not stage_list:
+        raise ValueError("a cascade needs at least one attack")
+    return stage_list
+
+
+def _open_state(model: nn.Module, xs: torch.Tensor, ys: torch.Tensor, threat: ThreatModel,
+                stage_list: list[tuple[str, Attack]], seed: int, batch_size: int, rank: int,
+                world: int, state_path: str | Path | None) -> tuple[_State, bool]:
+    """This shard's state: loaded from ``state_path`` if it holds this evaluation, else fresh."""
+    path = Path(state_path) if state_path is not None else None
+    if path is not None and world > 1:
+        path = path.with_name(f"{path.name}.rank{rank}of{world}")
+    fp = _fingerprint(model, xs, ys, threat, stage_list, seed, batch_size, (rank, world))
+    state = _State(int(xs.shape[0]), xs, stage_list, path=path, fingerprint=fp)
+    resumed = bool(path is not None and path.is_file() and state.load(path, fp))
+    if resumed:
+        log.info("resuming cascade from %s", path)
+    return state, resumed
+
+
+def _clean_pass(model: nn.Module, xs: torch.Tensor, ys: torch.Tensor, state: _State,
+                batch_size: int) -> None:
+    """Clean predictions (once per state): the points every stage starts from."""
+    if state.clean_done:
+        return
+    state.clean_correct = (predict(model, xs, batch_size).argmax(1) == ys).cpu()
+    state.robust = state.clean_correct.clone()
+    state.clean_done = True
+    state.checkpoint()
+
+
+def _attack_chunk(model: nn.Module, xs: torch.Tensor, ys: torch.Tensor, threat: ThreatModel,
+                  state: _State, s: int, attack: Attack, idx: torch.Tensor, seed: int, c: int,
+                  batch_size: int) -> None:
+    """Attack the points ``idx`` (chunk ``c`` of stage ``s``) and record the broken ones."""
+    lg = state.logs[s]
+    dev = xs.device
+    t0 = time.perf_counter()
+    gen = torch.Generator(device=dev).manual_seed(_chunk_seed(seed, s, c))
+    xi = xs[idx.to(dev)]
+    res = attack(model, xi, Misclassification(ys[idx.to(dev)]), threat=threat,
+                 generator=gen, batch_size=batch_size)
+    inside = threat.contains(res.x_adv, xi)
+    ok = res.success & inside
+    if attack.bounded and bool((res.success & ~inside).any()):
+        state.warnings += check_threat(threat, res.x_adv[res.success], xi[res.success])
+    broke = idx[ok.cpu()]
+    state.robust[broke] = False
+    state.broken_by[broke] = s
+    state.x_adv[broke] = res.x_adv[ok].detach().cpu()
+    lg.broken += int(ok.sum())
+    lg.passes += int(res.passes.sum())
+    lg.forwards += int(res.forwards.sum())
+    lg.seconds += time.perf_counter() - t0
+    lg.chunks_done = c + 1
+
+
+def _run_stage(model: nn.Module, xs: torch.Tensor, ys: torch.Tensor, threat: ThreatModel,
+               state: _State, s: int, name: str, attack: Attack, seed: int, batch_size: int,
+               on_chunk: Callable[[str, int, int], None] | None) -> None:
+    """Stage ``s`` on the points still robust when it started; saves after every chunk."""
+    lg = state.logs[s]
+    if lg.done:
+        return
+    if s not in state.todo:
+        state.todo[s] = state.robust.nonzero().squeeze(1)
+        lg.attacked = int(state.todo[s].numel())
+        state.checkpoint()
+    todo = state.todo[s]
+    chunks = torch.split(todo, batch_size) if todo.numel() else ()
+    for c in range(lg.chunks_done, len(chunks)):
+        _attack_chunk(model, xs, ys, threat, state, s, attack, chunks[c], seed, c, batch_size)
+        state.checkpoint()
+        if on_chunk is not None:
+            on_chunk(name, min((c + 1) * batch_size, len(todo)), len(todo))
+    lg.done = True
+    lg.robust_acc = int(state.robust.sum()) / max(1, int(xs.shape[0]))
+    state.checkpoint()
+
+
+def _final_check(model: nn.Module, xs: torch.Tensor, ys: torch.Tensor, threat: ThreatModel,
+                 state: _State, batch_size: int) -> list[CheckWarning]:
+    """Re-check every kept perturbation: allowed and still misclassified, else not broken."""
+    warnings_: list[CheckWarning] = []
+    dev = xs.device
+    broken = (state.broken_by >= 0).nonzero().squeeze(1)
+    if not broken.numel():
+        return warnings_
+    xb = state.x_adv[broken].to(dev)
+    x0 = xs[broken.to(dev)]
+    warnings_ += check_threat(threat, xb, x0)
+    inside = threat.contains(xb, x0).cpu()
+    still = (predict(model, xb, batch_size).argmax(1) != ys[broken.to(dev)]).cpu()
+    bad = broken[~(inside & still)]
+    if bad.numel():
+        if bool((inside & ~still).any()):
+            warnings_.append(CheckWarning(
+                "not_reproducible", f"{int((inside & ~still).sum())} kept adversarial "
+                "inputs are classified correctly when re-evaluated (randomized model or "
+                "numerical ties); they are not counted as broken"))
+        state.robust[bad] = state.clean_correct[bad]
+        state.broken_by[bad] = -1
+        state.x_adv[bad] = xs[bad.to(dev)].detach().cpu()
+    return warnings_
+
+
+def _attack_shard(model: nn.Module, x: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor,
+                  crit_all: Misclassification, threat: ThreatModel, state: _State,
+                  stage_list: list[tuple[str, Attack]], seed: int, batch_size: int, checks: bool,
+                  on_chunk: Callable[[str, int, int], None] | None) -> list[CheckWarning]:
+    """Checks, clean pass, every stage and the final check on this rank's shard (eval mode)."""
+    warnings_: list[CheckWarning] = []
+    n_total = int(x.shape[0])
+    with eval_mode(model, "evaluation"):
+        if n_total:
+            with torch.no_grad():
+                check_logits(model(x[: min(2, n_total)]), min(2, n_total))
+        crit_all.validate(n_total, 2 if not n_total else int(predict(model, x[:1]).shape[1]))
+        if checks and int(xs.shape[0]):
+            warnings_ += check_model(model, xs, ys)
+        _clean_pass(model, xs, ys, state, batch_size)
+        for s, (name, attack) in enumerate(stage_list):
+            _run_stage(model, xs, ys, threat, state, s, name, attack, seed, batch_size, on_chunk)
+        warnings_ += state.warnings
+        warnings_ += _final_check(model, xs, ys, threat, state, batch_size)
+    return warnings_
+
+
+def _merge_shards(state: _State, n: int, world: int
+                  ) -> tuple[list[int], list[StageLog], list[torch.Tensor]]:
+    """Counts over all ranks: ``([n, clean, robust], stage logs, [clean, robust, broken_by])``.
+
+    Stage counts are summed (``all_reduce``), stage seconds are the slowest rank's, and the
+    per-sample flags are gathered in shard order.
+    """
+    counts = [n, int(state.clean_correct.sum()), int(state.robust.sum())]
+    for lg in state.logs:
+        counts += [lg.attacked, lg.broken, lg.passes, lg.forwards]
+    ct = torch.tensor(counts, dtype=torch.long)
+    flags = [state.clean_correct, state.robust, state.broken_by]
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.all_reduce(ct)
+        gathered: list[Any] = [None] * world
+        dist.all_gather_object(gathered, [f.tolist() for f in flags])
+        flags = [torch.tensor(sum((g[i] for g in gathered), [])) for i in range(3)]
+        secs = torch.tensor([lg.seconds for lg in state.logs], dtype=torch.float64)
+        dist.all_reduce(secs, op=dist.ReduceOp.MAX)
+        for lg, sv in zip(state.logs, secs.tolist(), strict=True):
+            lg.seconds = sv
+    c = ct.tolist()
+    n_all, clean_all = c[0], c[1]
+    logs = []
+    robust_after = clean_all
+    for i, lg in enumerate(state.logs):
+        a, b, p, f = c[3 + 4 * i: 7 + 4 * i]
+        robust_after -= b
+        logs.append(StageLog(lg.name, lg.attack, a, b, robust_after / max(1, n_all), lg.seconds,
+                             p, f, lg.chunks_done, lg.done))
+    return c[:3], logs, flags
+
+
 def cascade(
     model: nn.Module,
     x: torch.Tensor,
@@ -268,7 +435,7 @@ def cascade(
         model: classifier returning logits on inputs in ``threat.bounds``.
         x: inputs ``(N, ...)``; labels: int64 ``(N,)``.
         stages: a preset (``"standard"``, ``"fast"``), a comma-separated string or
-            list of names (see :data:`STAGE_FACTORIES`), or ``(name, attack)`` pairs.
+            list of names (see :func:`make_stages`), or ``(name, attack)`` pairs.
             Unbounded attacks (CW, DeepFool) count a point as broken only if their
             perturbation lies inside the threat model.
         threat: the threat model.
@@ -292,12 +459,7 @@ def cascade(
         raise TypeError("threat must be a ThreatModel, e.g. ThreatModel('linf', 0.3)")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if isinstance(stages, str) or (stages and isinstance(next(iter(stages)), str)):
-        stage_list = make_stages(stages)  # type: ignore[arg-type]
-    else:
-        stage_list = list(stages)  # type: ignore[arg-type]
-    if not stage_list:
-        raise ValueError("a cascade needs at least one attack")
+    stage_list = _stage_list(stages)
     check_inputs(model, x, threat.bounds)
     crit_all = Misclassification(labels)
     rank, world = _dist()
@@ -306,119 +468,11 @@ def cascade(
     xs, ys = x[shard_idx.to(x.device)], labels[shard_idx.to(labels.device)]
     n = int(xs.shape[0])
     t_start = time.perf_counter()
-
-    path = Path(state_path) if state_path is not None else None
-    if path is not None and world > 1:
-        path = path.with_name(f"{path.name}.rank{rank}of{world}")
-    fp = _fingerprint(model, xs, ys, threat, stage_list, seed, batch_size, (rank, world))
-    state = _State(n, xs, stage_list)
-    resumed = bool(path is not None and path.is_file() and state.load(path, fp))
-    if resumed:
-        log.info("resuming cascade from %s", path)
-
-    def save() -> None:
-        if path is not None:
-            state.save(path, fp)
-
-    warnings_: list[CheckWarning] = []
-    dev = x.device
-    with eval_mode(model, "evaluation"):
-        if n_total:
-            with torch.no_grad():
-                check_logits(model(x[: min(2, n_total)]), min(2, n_total))
-        crit_all.validate(n_total, 2 if not n_total else int(predict(model, x[:1]).shape[1]))
-        if checks and n:
-            warnings_ += check_model(model, xs, ys)
-        if not state.clean_done:
-            state.clean_correct = (predict(model, xs, batch_size).argmax(1) == ys).cpu()
-            state.robust = state.clean_correct.clone()
-            state.clean_done = True
-            save()
-        for s, (name, attack) in enumerate(stage_list):
-            lg = state.logs[s]
-            if lg.done:
-                continue
-            if s not in state.todo:
-                state.todo[s] = state.robust.nonzero().squeeze(1)
-                lg.attacked = int(state.todo[s].numel())
-                save()
-            todo = state.todo[s]
-            chunks = torch.split(todo, batch_size) if todo.numel() else ()
-            for c in range(lg.chunks_done, len(chunks)):
-                idx = chunks[c]
-                t0 = time.perf_counter()
-                gen = torch.Generator(device=dev).manual_seed(_chunk_seed(seed, s, c))
-                xi = xs[idx.to(dev)]
-                res = attack(model, xi, Misclassification(ys[idx.to(dev)]), threat=threat,
-                             generator=gen, batch_size=batch_size)
-                inside = threat.contains(res.x_adv, xi)
-                ok = res.success & inside
-                if attack.bounded and bool((res.success & ~inside).any()):
-                    state.warnings += check_threat(threat, res.x_adv[res.success],
-                                                   xi[res.success])
-                broke = idx[ok.cpu()]
-                state.robust[broke] = False
-                state.broken_by[broke] = s
-                state.x_adv[broke] = res.x_adv[ok].detach().cpu()
-                lg.broken += int(ok.sum())
-                lg.passes += int(res.passes.sum())
-                lg.forwards += int(res.forwards.sum())
-                lg.seconds += time.perf_counter() - t0
-                lg.chunks_done = c + 1
-                save()
-                if on_chunk is not None:
-                    on_chunk(name, min((c + 1) * batch_size, len(todo)), len(todo))
-            lg.done = True
-            lg.robust_acc = int(state.robust.sum()) / max(1, n)
-            save()
-
-        warnings_ += state.warnings
-        # final check: every kept perturbation is allowed and still misclassified
-        broken = (state.broken_by >= 0).nonzero().squeeze(1)
-        if broken.numel():
-            xb = state.x_adv[broken].to(dev)
-            x0 = xs[broken.to(dev)]
-            viol = check_threat(threat, xb, x0)
-            warnings_ += viol
-            inside = threat.contains(xb, x0).cpu()
-            still = (predict(model, xb, batch_size).argmax(1) != ys[broken.to(dev)]).cpu()
-            bad = broken[~(inside & still)]
-            if bad.numel():
-                if bool((inside & ~still).any()):
-                    warnings_.append(CheckWarning(
-                        "not_reproducible", f"{int((inside & ~still).sum())} kept adversarial "
-                        "inputs are classified correctly when re-evaluated (randomized model or "
-                        "numerical ties); they are not counted as broken"))
-                state.robust[bad] = state.clean_correct[bad]
-                state.broken_by[bad] = -1
-                state.x_adv[bad] = xs[bad.to(dev)].detach().cpu()
-
-    # reduce counts over ranks
-    counts = [n, int(state.clean_correct.sum()), int(state.robust.sum())]
-    for lg in state.logs:
-        counts += [lg.attacked, lg.broken, lg.passes, lg.forwards]
-    ct = torch.tensor(counts, dtype=torch.long)
-    flags = [state.clean_correct, state.robust, state.broken_by]
-    if world > 1:
-        import torch.distributed as dist
-
-        dist.all_reduce(ct)
-        gathered: list[Any] = [None] * world
-        dist.all_gather_object(gathered, [f.tolist() for f in flags])
-        flags = [torch.tensor(sum((g[i] for g in gathered), [])) for i in range(3)]
-        secs = torch.tensor([lg.seconds for lg in state.logs], dtype=torch.float64)
-        dist.all_reduce(secs, op=dist.ReduceOp.MAX)
-        for lg, sv in zip(state.logs, secs.tolist(), strict=True):
-            lg.seconds = sv
-    c = ct.tolist()
-    n_all, clean_all, robust_all = c[0], c[1], c[2]
-    logs = []
-    robust_after = clean_all
-    for i, lg in enumerate(state.logs):
-        a, b, p, f = c[3 + 4 * i: 7 + 4 * i]
-        robust_after -= b
-        logs.append(StageLog(lg.name, lg.attack, a, b, robust_after / max(1, n_all), lg.seconds,
-                             p, f, lg.chunks_done, lg.done))
+    state, resumed = _open_state(model, xs, ys, threat, stage_list, seed, batch_size, rank, world,
+                                 state_path)
+    warnings_ = _attack_shard(model, x, xs, ys, crit_all, threat, state, stage_list, seed,
+                              batch_size, checks, on_chunk)
+    (n_all, clean_all, robust_all), logs, flags = _merge_shards(state, n, world)
     if checks:
         warnings_ += check_black_box([lg.name for lg in logs],
                                      [type(a).__name__ in GRADIENT_FREE for _, a in stage_list],
@@ -427,18 +481,10 @@ def cascade(
     return CascadeResult(
         clean_acc=clean_all / n_all if n_all else math.nan,
         robust_acc=robust_all / n_all if n_all else math.nan,
-        n_examples=n_all,
-        threat=threat.to_dict(),
-        stages=logs,
-        warnings=warnings_,
+        n_examples=n_all, threat=threat.to_dict(), stages=logs, warnings=warnings_,
         seconds=time.perf_counter() - t_start,  # this run; stage seconds add up over resumes
-        passes=sum(lg.passes for lg in logs),
-        forwards=sum(lg.forwards for lg in logs),
-        seed=seed,
-        resumed=resumed,
-        world_size=world,
-        clean_correct=flags[0].bool(),
-        robust_correct=flags[1].bool(),
-        broken_by=flags[2].long(),
+        passes=sum(lg.passes for lg in logs), forwards=sum(lg.forwards for lg in logs),
+        seed=seed, resumed=resumed, world_size=world,
+        clean_correct=flags[0].bool(), robust_correct=flags[1].bool(), broken_by=flags[2].long(),
         x_adv=state.x_adv if keep_adversarials else None,
     )
