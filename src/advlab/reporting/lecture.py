@@ -1,6 +1,6 @@
 """The ``advlab lecture`` report: one function per section, one template per section.
 
-A section is registered with :func:`section`; it receives the shared
+A section is registered with :func:`~advlab.reporting.registry.section`; it receives the shared
 :class:`LectureContext` (data, cached trained models, budget), runs an experiment
 (library code that returns data), draws its figures and returns a
 :class:`~advlab.reporting.html.Section`. Its template is
@@ -11,31 +11,13 @@ template, nothing else.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 
-from advlab.experiments import MODEL_RECIPES, ExperimentContext
+from advlab.experiments import MODEL_RECIPES
 from advlab.reporting.html import Section
+from advlab.reporting.registry import SECTIONS, LectureContext, SectionFn, section
 
-__all__ = ["LectureContext", "SECTIONS", "section", "run_sections", "MODEL_RECIPES", "load_sections"]
-
-#: the context every section receives: data, cached trained models, budget
-#: (:class:`advlab.experiments.ExperimentContext`; the models' recipes are
-#: :data:`advlab.experiments.MODEL_RECIPES`)
-LectureContext = ExperimentContext
-
-SectionFn = Callable[[LectureContext], Section]
-#: registered sections in report order: (key, title, function)
-SECTIONS: list[tuple[str, str, SectionFn]] = []
-
-
-def section(key: str, title: str) -> Callable[[SectionFn], SectionFn]:
-    """Register a report section (decorator)."""
-
-    def deco(fn: SectionFn) -> SectionFn:
-        SECTIONS.append((key, title, fn))
-        return fn
-
-    return deco
+__all__ = ["LectureContext", "SECTIONS", "SectionFn", "section", "run_sections", "MODEL_RECIPES",
+           "load_sections"]
 
 
 def load_sections() -> None:

@@ -1,6 +1,6 @@
 """Report sections, one module per capability; the order of ``ORDER`` is report order.
 
-Each module registers its sections with :func:`advlab.reporting.lecture.section`
+Each module registers its sections with :func:`advlab.reporting.registry.section`
 and ships one template per section in ``templates/sections/<key>.html.j2``.
 """
 

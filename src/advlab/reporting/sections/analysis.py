@@ -15,7 +15,7 @@ from advlab.models import LogisticRegression, confidence
 from advlab.reporting import figures_analysis as fa
 from advlab.reporting.figures import figure_to_data_uri
 from advlab.reporting.html import Section
-from advlab.reporting.lecture import LectureContext, section
+from advlab.reporting.registry import LectureContext, section
 
 # ============================================================================= helpers
 

@@ -7,7 +7,7 @@ from advlab.evaluation import accuracy_vs_eps, evaluate, predict
 from advlab.models import confidence
 from advlab.reporting import figures
 from advlab.reporting.html import Section
-from advlab.reporting.lecture import LectureContext, section
+from advlab.reporting.registry import LectureContext, section
 from advlab.threat import ThreatModel
 
 

@@ -20,7 +20,7 @@ from advlab.experiments.adv_training import learning_curves
 from advlab.experiments.recipes import ADV_CURVES, ADV_CURVES_EPS, ADV_CURVES_MODEL
 from advlab.reporting import figures
 from advlab.reporting.html import Section
-from advlab.reporting.lecture import LectureContext, section
+from advlab.reporting.registry import LectureContext, section
 
 EPS = ADV_CURVES_EPS
 PUBLISHED = {"clean_trained_fgsm_error": 0.894, "adv_trained_fgsm_error": 0.179,

@@ -11,7 +11,7 @@ from advlab.attacks import APGD, APGDT, FGSM, PGD, CarliniWagnerL2, Square
 from advlab.evaluation import evaluate
 from advlab.evaluation.cascade import cascade
 from advlab.reporting.html import Section
-from advlab.reporting.lecture import LectureContext, section
+from advlab.reporting.registry import LectureContext, section
 from advlab.threat import ThreatModel
 
 # The adversarially trained CNN is the recipe "cnn_fgsmrs" of advlab.experiments.MODEL_RECIPES

@@ -15,7 +15,7 @@ from advlab.physical import (
 from advlab.reporting import figures_physical as figs
 from advlab.reporting.figures import figure_to_data_uri
 from advlab.reporting.html import Section
-from advlab.reporting.lecture import LectureContext, section
+from advlab.reporting.registry import LectureContext, section
 
 #: Kurakin et al. (2016), table 3: destruction rate of photographed adversarial images,
 #: Inception v3, eps = 16/255, average case (randomly chosen images), top-1

@@ -25,7 +25,7 @@ from advlab.models.sklearn import TorchClassifier
 from advlab.reporting import figures
 from advlab.reporting import figures_transfer as tfig
 from advlab.reporting.html import Section
-from advlab.reporting.lecture import LectureContext, section
+from advlab.reporting.registry import LectureContext, section
 from advlab.threat import ThreatModel
 
 EPS = 0.3
