@@ -95,55 +95,66 @@ def check_model(
     Returns:
         The warnings raised (empty when all checks pass).
     """
-    out: list[CheckWarning] = []
     xs, ys = x[:max_samples], labels[:max_samples]
     if xs.shape[0] == 0:
-        return out
+        return []
     span = float(xs.max() - xs.min()) or 1.0
     with eval_mode(model, "check"):
+        return _check_outputs(model, xs) + _check_gradients(model, xs, ys, step * span)
+
+
+def _check_outputs(model: nn.Module, xs: torch.Tensor) -> list[CheckWarning]:
+    """``randomized``, then ``probabilities`` or ``log_probabilities`` (model in eval mode)."""
+    out: list[CheckWarning] = []
+    with torch.no_grad():
+        a, b = model(xs), model(xs)
+    diff = float((a - b).abs().max())
+    if diff > 1e-5 * (1 + float(a.abs().max())):
+        out.append(_warn("randomized",
+                         "two forward passes on the same inputs differ (max |diff| "
+                         f"{diff:.3g}); the model is randomized: evaluate with expectation "
+                         "over transformation (EOT) and several restarts", max_abs_diff=diff))
+    rows = a.sum(1)
+    if bool((a >= 0).all()) and bool(torch.allclose(rows, torch.ones_like(rows), atol=1e-4)):
+        out.append(_warn("probabilities", "the model outputs probabilities (rows sum to 1); "
+                         "attack the logits before the softmax"))
+    elif bool((a <= 0).all()) and bool(
+            torch.allclose(a.logsumexp(1), torch.zeros_like(rows), atol=1e-4)):
+        out.append(_warn("log_probabilities", "the model outputs log-probabilities "
+                         "(log-softmax); attack the logits before it"))
+    return out
+
+
+def _check_gradients(model: nn.Module, xs: torch.Tensor, ys: torch.Tensor,
+                     h: float) -> list[CheckWarning]:
+    """``zero_gradients`` and ``gradient_mismatch`` (a finite-difference step ``h``)."""
+    out: list[CheckWarning] = []
+    xg = xs.detach().requires_grad_(True)
+    with torch.enable_grad():
+        m = _margin(model(xg), ys)
+        (g,) = torch.autograd.grad(m.sum(), xg)
+    gnorm = g.flatten(1).norm(dim=1)
+    zero = gnorm == 0
+    if bool(zero.any()):
+        out.append(_warn("zero_gradients",
+                         f"{int(zero.sum())} of {len(zero)} points have an exactly zero "
+                         "input gradient; gradient attacks cannot move them (a "
+                         "non-differentiable or saturated layer?): check with a black-box "
+                         "attack (Square) and BPDA", points=int(zero.sum()), of=len(zero)))
+    nz = ~zero
+    if bool(nz.any()):
+        d = g[nz] / gnorm[nz].reshape(-1, *([1] * (g.ndim - 1)))
         with torch.no_grad():
-            a, b = model(xs), model(xs)
-        diff = float((a - b).abs().max())
-        if diff > 1e-5 * (1 + float(a.abs().max())):
-            out.append(_warn("randomized",
-                             "two forward passes on the same inputs differ (max |diff| "
-                             f"{diff:.3g}); the model is randomized: evaluate with expectation "
-                             "over transformation (EOT) and several restarts", max_abs_diff=diff))
-        rows = a.sum(1)
-        if bool((a >= 0).all()) and bool(torch.allclose(rows, torch.ones_like(rows), atol=1e-4)):
-            out.append(_warn("probabilities", "the model outputs probabilities (rows sum to 1); "
-                             "attack the logits before the softmax"))
-        elif bool((a <= 0).all()) and bool(
-                torch.allclose(a.logsumexp(1), torch.zeros_like(rows), atol=1e-4)):
-            out.append(_warn("log_probabilities", "the model outputs log-probabilities "
-                             "(log-softmax); attack the logits before it"))
-        xg = xs.detach().requires_grad_(True)
-        with torch.enable_grad():
-            m = _margin(model(xg), ys)
-            (g,) = torch.autograd.grad(m.sum(), xg)
-        gnorm = g.flatten(1).norm(dim=1)
-        zero = gnorm == 0
-        if bool(zero.any()):
-            out.append(_warn("zero_gradients",
-                             f"{int(zero.sum())} of {len(zero)} points have an exactly zero "
-                             "input gradient; gradient attacks cannot move them (a "
-                             "non-differentiable or saturated layer?): check with a black-box "
-                             "attack (Square) and BPDA", points=int(zero.sum()), of=len(zero)))
-        nz = ~zero
-        if bool(nz.any()):
-            h = step * span
-            d = g[nz] / gnorm[nz].reshape(-1, *([1] * (g.ndim - 1)))
-            with torch.no_grad():
-                m1 = _margin(model(xs[nz] + h * d), ys[nz])
-            predicted = h * gnorm[nz]
-            actual = m1 - m.detach()[nz]
-            ratio = float((actual / predicted).median())
-            if not 0.2 <= ratio <= 5.0:
-                out.append(_warn("gradient_mismatch",
-                                 f"along the gradient the margin changes by {ratio:.3g} times "
-                                 "what the gradient predicts (median); the gradient does not "
-                                 "describe the model (masked, shattered or replaced gradients)",
-                                 median_ratio=ratio))
+            m1 = _margin(model(xs[nz] + h * d), ys[nz])
+        predicted = h * gnorm[nz]
+        actual = m1 - m.detach()[nz]
+        ratio = float((actual / predicted).median())
+        if not 0.2 <= ratio <= 5.0:
+            out.append(_warn("gradient_mismatch",
+                             f"along the gradient the margin changes by {ratio:.3g} times "
+                             "what the gradient predicts (median); the gradient does not "
+                             "describe the model (masked, shattered or replaced gradients)",
+                             median_ratio=ratio))
     return out
 
 
