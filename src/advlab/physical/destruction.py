@@ -187,6 +187,35 @@ class DestructionReport:
                 "rows": [asdict(r) for r in self.rows]}
 
 
+def _transformed_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, t: Transform,
+                          seed: int, batch_size: int) -> float:
+    with torch.no_grad():
+        tx = t(x, torch.Generator().manual_seed(seed))
+    return float((_predict(model, tx, batch_size) == y).float().mean())
+
+
+def _transform_rows(model: nn.Module, x_adv: torch.Tensor, y: torch.Tensor,
+                    clean_correct: torch.Tensor, adv_correct: torch.Tensor,
+                    transforms: Mapping[str, Transform], seeds: dict[str, int],
+                    clean_tf_acc: dict[str, float], attack: str, eps: float,
+                    batch_size: int) -> tuple[list[DestructionRow], torch.Tensor]:
+    """One row per transform of the adversarial images ``x_adv``; also the last transform's images."""
+    rows: list[DestructionRow] = []
+    tx = x_adv
+    for tname, t in transforms.items():
+        with torch.no_grad():
+            tx = t(x_adv, torch.Generator().manual_seed(seeds[tname]))
+        t_correct = _predict(model, tx, batch_size) == y
+        d = destruction_rate_from_predictions(clean_correct, adv_correct, t_correct)
+        rows.append(DestructionRow(
+            attack=attack, eps=eps, transform=tname,
+            rate=None if math.isnan(d.rate) else d.rate, eligible=d.eligible,
+            destroyed=d.destroyed, adv_success_rate=float((~adv_correct).float().mean()),
+            transformed_adv_accuracy=float(t_correct.float().mean()),
+            clean_transformed_accuracy=clean_tf_acc[tname]))
+    return rows, tx
+
+
 def destruction_experiment(
     model: nn.Module,
     x: torch.Tensor,
@@ -235,13 +264,9 @@ def destruction_experiment(
         raise ValueError("give at least one attack")
     g = generator if generator is not None else torch.Generator().manual_seed(0)
     seeds = {name: int(torch.randint(0, 2**62, (1,), generator=g)) for name in transforms}
-    pred_clean = _predict(model, x, batch_size)
-    clean_correct = pred_clean == y
-    clean_tf_acc = {}
-    for tname, t in transforms.items():
-        with torch.no_grad():
-            tx = t(x, torch.Generator().manual_seed(seeds[tname]))
-        clean_tf_acc[tname] = float((_predict(model, tx, batch_size) == y).float().mean())
+    clean_correct = _predict(model, x, batch_size) == y
+    clean_tf_acc = {tname: _transformed_accuracy(model, x, y, t, seeds[tname], batch_size)
+                    for tname, t in transforms.items()}
     rows: list[DestructionRow] = []
     seconds: dict[str, float] = {}
     examples: dict[tuple[str, float], dict[str, torch.Tensor]] = {}
@@ -253,21 +278,14 @@ def destruction_experiment(
             r = attack(model, x, y, threat=ThreatModel(norm, e), generator=g, batch_size=batch_size)
             seconds[aname] = seconds.get(aname, 0.0) + time.perf_counter() - t0
             adv_correct = r.logits.argmax(1) == y
-            for tname, t in transforms.items():
-                with torch.no_grad():
-                    tx = t(r.x_adv, torch.Generator().manual_seed(seeds[tname]))
-                t_correct = _predict(model, tx, batch_size) == y
-                d = destruction_rate_from_predictions(clean_correct, adv_correct, t_correct)
-                rows.append(DestructionRow(
-                    attack=aname, eps=float(e), transform=tname,
-                    rate=None if math.isnan(d.rate) else d.rate, eligible=d.eligible,
-                    destroyed=d.destroyed, adv_success_rate=float((~adv_correct).float().mean()),
-                    transformed_adv_accuracy=float(t_correct.float().mean()),
-                    clean_transformed_accuracy=clean_tf_acc[tname]))
-                if keep_examples and tname == list(transforms)[-1]:
-                    k = keep_examples
-                    examples[(aname, float(e))] = {"x": x[:k].clone(), "x_adv": r.x_adv[:k].clone(),
-                                                   "x_t": tx[:k].clone()}
+            new_rows, tx = _transform_rows(model, r.x_adv, y, clean_correct, adv_correct,
+                                           transforms, seeds, clean_tf_acc, aname, float(e),
+                                           batch_size)
+            rows += new_rows
+            if keep_examples:
+                k = keep_examples
+                examples[(aname, float(e))] = {"x": x[:k].clone(), "x_adv": r.x_adv[:k].clone(),
+                                               "x_t": tx[:k].clone()}
             log.info("%s eps=%g: adversarial success %.3f", aname, e,
                      float((~adv_correct).float().mean()))
     return DestructionReport(rows=rows, clean_accuracy=float(clean_correct.float().mean()),
