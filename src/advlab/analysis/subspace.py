@@ -115,6 +115,34 @@ class SubspaceResult:
                 else None}
 
 
+def _scan_ks(model: nn.Module, x: torch.Tensor, y: torch.Tensor, grad: torch.Tensor,
+             ks: list[int], eps: float, bounds: tuple[float, float] | None,
+             generator: torch.Generator | None,
+             batch_size: int) -> tuple[list[int], torch.Tensor | None]:
+    """Misclassified GAAS points of one example for each ``k`` until one gives none.
+
+    Returns the counts per tried ``k`` and the misclassified points of the best ``k``
+    (the first with the largest count; ``None`` when no ``k`` found any).
+    """
+    row: list[int] = []
+    best, best_pts = 0, None
+    for k in ks:
+        if k > grad.numel():
+            break
+        dirs = gaas_directions(grad, k, generator=generator)
+        pts = x[None] + eps * dirs
+        if bounds is not None:
+            pts = pts.clamp(*bounds)
+        wrong = logits_of(model, pts, batch_size).argmax(1) != y
+        c = int(wrong.sum())
+        row.append(c)
+        if c > best:
+            best, best_pts = c, pts[wrong]
+        if c == 0:
+            break
+    return row, best_pts
+
+
 def adversarial_subspace(
     model: nn.Module,
     x: torch.Tensor,
@@ -177,22 +205,12 @@ def adversarial_subspace(
             if float(grads[i].abs().sum()) == 0:
                 counts[i, 0] = 0
                 continue
-            best_pts: torch.Tensor | None = None
-            for j, k in enumerate(ks):
-                if k > grads[i].numel():
-                    break
-                dirs = gaas_directions(grads[i], k, generator=generator)
-                pts = xs[i][None] + eps * dirs
-                if bounds is not None:
-                    pts = pts.clamp(*bounds)
-                wrong = logits_of(model, pts, batch_size).argmax(1) != ys[i]
-                c = int(wrong.sum())
+            row, best_pts = _scan_ks(model, xs[i], ys[i], grads[i], ks, eps, bounds, generator,
+                                     batch_size)
+            for j, c in enumerate(row):
                 counts[i, j] = c
                 if c > best[i]:
-                    best[i], best_k[i] = c, k
-                    best_pts = pts[wrong]
-                if c == 0:
-                    break
+                    best[i], best_k[i] = c, ks[j]
             if trans is not None and transfer_model is not None and best_pts is not None:
                 tw = logits_of(transfer_model, best_pts, batch_size).argmax(1) != ys[i]
                 trans[i] = int(tw.sum())
