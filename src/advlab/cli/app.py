@@ -18,6 +18,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from advlab import __version__
+from advlab.cli._attacks import OPTION_FLAGS, SetOpt, build_attack
 from advlab.cli._common import (
     CacheDir,
     DataDir,
@@ -35,28 +36,6 @@ from advlab.cli._common import (
 )
 
 __all__ = ["app", "main", "UsageError"]
-
-
-def _make_attack(name: str, steps: int | None, step_size: float | None,
-                 rel_step_size: float | None, restarts: int, random_init: bool | None,
-                 early_stop: bool, loss: str):  # type: ignore[no-untyped-def]
-    from advlab.attacks import ATTACKS, BIM, FGSM, PGD
-
-    key = name.lower()
-    if key not in ATTACKS:
-        raise UsageError(f"unknown attack {name!r}; use one of {sorted(ATTACKS)}")
-    if key not in ("fgsm", "fgm", "bim", "pgd"):  # other registered attacks: their own settings
-        from advlab.cli.cmd_evaluation import make_attack
-
-        return make_attack(key, steps=steps, restarts=restarts, loss=loss, early_stop=early_stop)
-    if key in ("fgsm", "fgm"):
-        return FGSM(loss=loss)
-    if key == "bim":
-        return BIM(steps=steps or 10, step_size=step_size, rel_step_size=rel_step_size,
-                   loss=loss, early_stop=early_stop)
-    return PGD(steps=steps or 40, step_size=step_size, rel_step_size=rel_step_size,
-               random_init=True if random_init is None else random_init, restarts=restarts,
-               loss=loss, early_stop=early_stop)
 
 
 # ----------------------------------------------------------------------------- train
@@ -204,6 +183,7 @@ def train(
 # ----------------------------------------------------------------------------- eval / attack
 
 AttackOpt = Annotated[str, typer.Option(help="fgsm, bim, pgd, apgd, apgd-t, cw, deepfool, square, ... (see advlab info).")]
+StepsOpt = Annotated[int | None, typer.Option(help="Iterations (default: the attack's own; an attack without steps rejects it).")]
 
 
 def _common_eval(checkpoint: str, dataset: str, split: str, limit: int | None, classes: str | None,
@@ -227,13 +207,14 @@ def eval_cmd(
     attack: AttackOpt = "pgd",
     norm: Annotated[str, typer.Option(help="linf, l2 or l1.")] = "linf",
     eps: float = 0.3,
-    steps: int | None = None,
+    steps: StepsOpt = None,
     step_size: float | None = None,
     rel_step_size: float | None = None,
-    restarts: int = 1,
+    restarts: int | None = None,
     random_init: Annotated[bool | None, typer.Option("--random-init/--no-random-init")] = None,
-    early_stop: Annotated[bool, typer.Option(help="Stop per sample once broken (same accuracy, less work).")] = True,
-    loss: Annotated[str, typer.Option(help="ce, cw or dlr.")] = "ce",
+    early_stop: Annotated[bool | None, typer.Option("--early-stop/--no-early-stop", help="Stop per sample once broken (same accuracy, less work); on by default for attacks that take it.")] = None,
+    loss: Annotated[str | None, typer.Option(help="ce, cw or dlr (default: the attack's own).")] = None,
+    settings: SetOpt = None,
     eps_curve: Annotated[str | None, typer.Option(help="Also an accuracy curve over these eps, e.g. 0,0.1,0.2,0.3.")] = None,
     batch_size: int = 500,
     seed: int = 0,
@@ -249,14 +230,23 @@ def eval_cmd(
     from advlab.evaluation import accuracy_vs_eps, evaluate
     from advlab.threat import ThreatModel
 
-    net, ds = _common_eval(checkpoint, dataset, split, limit, classes, data_dir, cache_dir, download)
     threat = ThreatModel(norm, eps)
+    # settings are checked before anything is loaded; a cascade (--attacks) takes none of them
+    options = {"steps": steps, "step_size": step_size, "rel_step_size": rel_step_size,
+               "restarts": restarts, "random_init": random_init, "early_stop": early_stop, "loss": loss}
+    if attacks:
+        given = [OPTION_FLAGS[k] for k, v in options.items() if v is not None] + (["--set"] if settings else [])
+        if given:
+            raise UsageError(f"{given[0]} does not apply to --attacks (each cascade stage uses its "
+                             "registered settings); use --attack for a single configured attack")
+    else:
+        atk = build_attack(attack, options, extra=settings, defaults={"early_stop": True})
+    net, ds = _common_eval(checkpoint, dataset, split, limit, classes, data_dir, cache_dir, download)
     if attacks:  # issue 3: the cascade lives in cmd_evaluation
         from advlab.cli.cmd_evaluation import run_cascade_eval
 
         return run_cascade_eval(net, ds, threat, attacks, state=state, seed=seed, batch_size=batch_size,
                                 per_sample=per_sample, out=out, meta={"dataset": dataset, "model": checkpoint})
-    atk = _make_attack(attack, steps, step_size, rel_step_size, restarts, random_init, early_stop, loss)
     x, y = ds.tensors()
     gen = torch.Generator().manual_seed(seed)
     console.print(f"evaluating on {len(ds)} {dataset}/{split} images: {atk!r}, {norm} eps={eps}")
@@ -299,13 +289,14 @@ def attack_cmd(
     attack: AttackOpt = "pgd",
     norm: str = "linf",
     eps: float = 0.3,
-    steps: int | None = None,
+    steps: StepsOpt = None,
     step_size: float | None = None,
     rel_step_size: float | None = None,
-    restarts: int = 1,
+    restarts: int | None = None,
     random_init: Annotated[bool | None, typer.Option("--random-init/--no-random-init")] = None,
     target: Annotated[int | None, typer.Option(help="Targeted attack towards this class.")] = None,
-    loss: str = "ce",
+    loss: Annotated[str | None, typer.Option(help="ce, cw or dlr (default: the attack's own).")] = None,
+    settings: SetOpt = None,
     batch_size: int = 500,
     seed: int = 0,
     data_dir: DataDir = None,
@@ -322,9 +313,11 @@ def attack_cmd(
     from advlab.reporting import figures
     from advlab.threat import ThreatModel
 
-    net, ds = _common_eval(checkpoint, dataset, split, limit, classes, data_dir, cache_dir, download)
     threat = ThreatModel(norm, eps)
-    atk = _make_attack(attack, steps, step_size, rel_step_size, restarts, random_init, False, loss)
+    atk = build_attack(attack, {"steps": steps, "step_size": step_size, "rel_step_size": rel_step_size,
+                                "restarts": restarts, "random_init": random_init, "loss": loss},
+                       extra=settings, defaults={"early_stop": False})
+    net, ds = _common_eval(checkpoint, dataset, split, limit, classes, data_dir, cache_dir, download)
     x, y = ds.tensors()
     if target is not None:
         if not 0 <= target < ds.num_classes:
@@ -404,16 +397,36 @@ def lecture(
 
 
 @app.command()
-def info() -> None:
-    """List models, datasets and attacks."""
-    from advlab.attacks import ATTACKS
+def info(
+    attack: Annotated[str | None, typer.Option(help="Show this attack's settings and defaults.")] = None,
+) -> None:
+    """List models, datasets and attacks (or one attack's settings)."""
+    from advlab.attacks import REGISTRY, canonical_names, get_entry
     from advlab.data import available_datasets
     from advlab.models import available_models
 
+    if attack is not None:
+        try:
+            entry = get_entry(attack)
+        except ValueError as e:
+            raise UsageError(str(e)) from None
+        out_console.print(f"{entry.name}: {entry.cls.__name__} - {entry.summary}")
+        if entry.aliases:
+            out_console.print("aliases: " + ", ".join(entry.aliases))
+        if entry.fixed:
+            out_console.print("fixed:   " + ", ".join(f"{k}={v!r}" for k, v in entry.fixed.items()))
+        defaults = entry.create().settings()
+        for key in entry.settings():
+            out_console.print(f"  {key} = {defaults[key]!r}")
+        return
     out_console.print(f"advlab {__version__}")
     out_console.print("models:   " + ", ".join(available_models()))
     out_console.print("datasets: " + ", ".join(available_datasets()))
-    out_console.print("attacks:  " + ", ".join(sorted(ATTACKS)))
+    out_console.print("attacks:")
+    for name in canonical_names():
+        e = REGISTRY[name]
+        alias = f" (= {', '.join(e.aliases)})" if e.aliases else ""
+        out_console.print(f"  {name}{alias}: {e.summary}")
 
 
 # Commands of later capabilities live in their own modules and register on ``app`` (importing

@@ -9,7 +9,6 @@ evaluates one shard and rank 0 prints the exactly reduced counts.
 
 from __future__ import annotations
 
-import inspect
 import json
 import os
 import sys
@@ -23,17 +22,7 @@ from torch import nn
 
 from advlab.cli._common import _write_json, console
 
-__all__ = ["make_attack", "run_cascade_eval"]
-
-
-def make_attack(key: str, **settings: Any) -> Any:
-    """A registered attack with those of ``settings`` its constructor takes (``None`` = default)."""
-    from advlab.attacks import ATTACKS
-
-    cls = ATTACKS[key]
-    params = inspect.signature(cls.__init__).parameters
-    kw = {k: v for k, v in settings.items() if v is not None and k in params}
-    return cls(**kw)
+__all__ = ["run_cascade_eval"]
 
 
 def _maybe_init_distributed() -> tuple[int, int]:

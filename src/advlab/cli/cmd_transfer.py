@@ -15,6 +15,7 @@ import torch
 import typer
 from torch import nn
 
+from advlab.cli._attacks import build_attack
 from advlab.cli._common import (
     CacheDir,
     DataDir,
@@ -69,18 +70,16 @@ def _family(spec: str, images: torch.Tensor, labels: torch.Tensor, shape: tuple[
                      "or a checkpoint directory")
 
 
-def _attack(name: str, steps: int) -> Any:
-    from advlab.attacks import FGSM, PGD
+def _attack(name: str, steps: int | None) -> Any:
+    """The crafting attack of the transfer commands, from the registry (no random start)."""
+    if name.lower() not in TRANSFER_ATTACKS:
+        raise UsageError(f"--attack must be one of {', '.join(TRANSFER_ATTACKS)}, got {name!r}")
+    defaults = {"steps": 10, "random_init": False}
+    return build_attack(name, {"steps": steps}, defaults=defaults)
 
-    if name == "fgsm":
-        return FGSM()
-    if name == "pgd":
-        return PGD(steps=steps, random_init=False)
-    if name in ("mifgsm", "mi-fgsm"):
-        from advlab.attacks.momentum import MIFGSM
 
-        return MIFGSM(steps=steps)
-    raise UsageError(f"--attack must be fgsm, pgd or mifgsm, got {name!r}")
+#: attacks the transfer commands craft with (differentiable sources)
+TRANSFER_ATTACKS = ("fgsm", "pgd", "bim", "mifgsm", "mi-fgsm")
 
 
 @transfer_app.command("matrix")
@@ -91,7 +90,7 @@ def matrix_cmd(
     n: Annotated[int, typer.Option(help="Test images.")] = 500,
     eps: float = 0.3,
     attack: Annotated[str, typer.Option(help="fgsm or pgd for differentiable sources (DT: tree attack).")] = "fgsm",
-    steps: int = 10,
+    steps: Annotated[int | None, typer.Option(help="Iterations of pgd/bim/mifgsm (default 10).")] = None,
     epochs: Annotated[int, typer.Option(help="Epochs for torch models.")] = 2,
     seed: int = 0,
     out: Annotated[Path, typer.Option(help="Results JSON.")] = Path("runs/transfer_matrix.json"),
@@ -139,7 +138,7 @@ def cross_data_cmd(
     n: int = 500,
     eps: float = 0.3,
     attack: str = "fgsm",
-    steps: int = 10,
+    steps: Annotated[int | None, typer.Option(help="Iterations of pgd/bim/mifgsm (default 10).")] = None,
     epochs: int = 2,
     seed: int = 0,
     out: Path = Path("runs/transfer_cross_data.json"),
@@ -175,7 +174,7 @@ def ensemble_cmd(
     n: int = 500,
     eps: float = 0.3,
     attack: Annotated[str, typer.Option(help="fgsm, pgd or mifgsm (momentum, Dong et al. 2018).")] = "pgd",
-    steps: int = 10,
+    steps: Annotated[int | None, typer.Option(help="Iterations of pgd/bim/mifgsm (default 10).")] = None,
     combine: Annotated[str, typer.Option(help="Ensemble fusion: prob (Liu et al.) or logits.")] = "prob",
     epochs: int = 2,
     seed: int = 0,

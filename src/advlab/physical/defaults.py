@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from advlab.attacks.base import Attack
-from advlab.attacks.eot import EOT
-from advlab.attacks.illc import ILLC
-from advlab.attacks.pgd import BIM, FGSM
+from typing import Any
+
+from advlab.attacks import Attack, create_attack
 from advlab.transforms import Transform, print_and_photograph
 
 __all__ = ["PHYSICAL_ATTACKS", "physical_attacks"]
@@ -32,18 +31,14 @@ def physical_attacks(names: list[str] | tuple[str, ...] = PHYSICAL_ATTACKS, *, s
     Returns:
         name -> attack.
     """
+    settings: dict[str, dict[str, Any]] = {
+        "fgsm": {}, "bim": {"steps": steps}, "illc": {"steps": steps},
+        "eot": {"transform": eot_transform or print_and_photograph(), "samples": eot_samples,
+                "steps": steps if eot_steps is None else eot_steps, "loss": eot_loss}}
     out: dict[str, Attack] = {}
     for n in names:
         key = n.strip().lower()
-        if key == "fgsm":
-            out[key] = FGSM()
-        elif key == "bim":
-            out[key] = BIM(steps=steps)
-        elif key == "illc":
-            out[key] = ILLC(steps=steps)
-        elif key == "eot":
-            out[key] = EOT(transform=eot_transform or print_and_photograph(), samples=eot_samples,
-                           steps=steps if eot_steps is None else eot_steps, loss=eot_loss)
-        else:
+        if key not in settings:
             raise ValueError(f"unknown attack {n!r}; use some of {list(PHYSICAL_ATTACKS)}")
+        out[key] = create_attack(key, **settings[key])
     return out
