@@ -12,8 +12,8 @@ resumes with ``--resume``, then evaluates and writes ``bench/results/adv_trainin
 
 Usage (heavy: run under the shared lock)::
 
-    flock /tmp/advlab-heavy.lock nice -n 10 .venv/bin/python bench/adv_training.py fgsm-rs \
-        --data-dir /work/shared/data
+    flock "${TMPDIR:-/tmp}/advlab-heavy.lock" nice -n 10 .venv/bin/python bench/adv_training.py fgsm-rs \
+        --data-dir ../shared/data
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from _paths import default_data_dir, portable_command  # bench/_paths.py (bench/ is on sys.path)
 
 from advlab.attacks import FGSM, PGD
 from advlab.data import load_dataset, normalization_stats
@@ -181,7 +182,8 @@ def vat(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("recipe", choices=["fgsm-rs", "goodfellow", "vat"])
-    p.add_argument("--data-dir", default="/work/shared/data")
+    p.add_argument("--data-dir", type=Path, default=default_data_dir(),
+                   help="folder with mnist/ (default: $ADVLAB_DATA or ../shared/data)")
     p.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "advlab" / "bench")
     p.add_argument("--model", default="cnn")
     p.add_argument("--settings", default='{"channels": [16, 32], "fc": 128}')
@@ -214,7 +216,8 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     result = {"fgsm-rs": fgsm_rs, "goodfellow": goodfellow, "vat": vat}[args.recipe](args)
-    result["command"] = "python bench/adv_training.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    result["command"] = "python bench/adv_training.py " + portable_command(
+        sys.argv[1:] if argv is None else argv)
     out = args.out or RESULTS / f"adv_training_{args.recipe.replace('-', '_')}.json"
     atomic_write_json(out, result)
     print(json.dumps({k: v for k, v in result.items() if k in ("eval", "cascade", "test_error",

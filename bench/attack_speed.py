@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from _paths import portable, portable_command  # bench/_paths.py (bench/ is on sys.path)
 from torch import nn
 
 REPO = Path(__file__).resolve().parents[1]
@@ -89,7 +90,7 @@ def get_model(data_dir: Path, cache_dir: Path) -> tuple[nn.Module, dict[str, Any
         if read_metadata(ckpt).get("epochs_done") == cfg.epochs:
             model = load_model(ckpt)
             print(f"model: loaded cached CNN from {ckpt}")
-            return model, {"checkpoint": str(ckpt), "trained_now": False}
+            return model, {"checkpoint": portable(ckpt), "trained_now": False}
     except Exception:  # noqa: BLE001 - no (complete) checkpoint: train below
         pass
     torch.manual_seed(0)
@@ -106,7 +107,7 @@ def get_model(data_dir: Path, cache_dir: Path) -> tuple[nn.Module, dict[str, Any
                                        flush=True))
     print(f"model: trained in {time.perf_counter() - t0:.0f}s")
     model = load_model(ckpt)
-    return model, {"checkpoint": str(ckpt), "trained_now": True,
+    return model, {"checkpoint": portable(ckpt), "trained_now": True,
                    "train_seconds": res.seconds}
 
 
@@ -422,7 +423,7 @@ def main(argv: list[str] | None = None) -> int:
 
     result = {
         "benchmark": "attack_speed",
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "command": " ".join([Path(sys.executable).name, portable_command(sys.argv)]),
         "settings": {"n": int(x.shape[0]), "batch_size": bs, "eps": EPS, "step_size": STEP,
                      "steps": STEPS, "random_start": False, "norm": "linf",
                      "repeats": args.repeats, "libs": args.libs, "timing": "min over repeats"},

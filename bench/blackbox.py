@@ -1,9 +1,9 @@
 """Measured runs of issue 6: the label-only black-box attack and the MNIST transfer experiments.
 
-    flock /tmp/advlab-heavy.lock nice -n 10 .venv/bin/python bench/blackbox.py blackbox \
-        --data-dir /work/shared/data --http
-    flock /tmp/advlab-heavy.lock nice -n 10 .venv/bin/python bench/blackbox.py matrix \
-        --data-dir /work/shared/data
+    flock "${TMPDIR:-/tmp}/advlab-heavy.lock" nice -n 10 .venv/bin/python bench/blackbox.py blackbox \
+        --data-dir ../shared/data --http
+    flock "${TMPDIR:-/tmp}/advlab-heavy.lock" nice -n 10 .venv/bin/python bench/blackbox.py matrix \
+        --data-dir ../shared/data
 
 ``blackbox``: Papernot et al. (2017) against the lecture's MNIST CNN (the cached full-mode
 recipe, trained on 60k images), served over HTTP on a loopback port with a 6,400-query
@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from _paths import default_data_dir, portable_command  # bench/_paths.py (bench/ is on sys.path)
 
 from advlab.analysis.transfer import cross_training_set, ensemble_transfer, transfer_matrix
 from advlab.attacks import FGSM, PGD
@@ -220,7 +221,7 @@ def blackbox(args: argparse.Namespace) -> None:
            "seed_images": 150, "n_eval": int(x_eval.shape[0]), "oracle_clean_acc": acc, "runs": runs,
            "published": {"rate": 0.8424, "queries": 6400, "source": "Papernot et al. 2017, MetaMind"},
            "target": {"rate": 0.8, "max_queries": 6400}, "torch_threads": args.threads,
-           "command": " ".join(sys.argv)}
+           "command": portable_command(sys.argv)}
     path = RESULTS / f"transfer_blackbox{args.suffix}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=2, default=str) + "\n")
@@ -313,7 +314,7 @@ def ensemble(args: argparse.Namespace) -> None:
     out = {"experiment": "ensemble attack (Liu et al. 2017), held-out lecture CNN (60k, 2 epochs, seed 0)",
            "members": desc, "members_set": args.members_set, "clean_acc": accs, "runs": runs, "target": 0.95,
            "eps": args.eps, "n_eval": int(x.shape[0]), "torch_threads": args.threads,
-           "command": " ".join(sys.argv)}
+           "command": portable_command(sys.argv)}
     path = RESULTS / f"transfer_ensemble{args.suffix}.json"
     path.write_text(json.dumps(out, indent=2, default=str) + "\n")
 
@@ -363,7 +364,7 @@ def matrix(args: argparse.Namespace) -> None:
     out["ensemble"] = {"runs": ens, "target": 0.95,
                        "note": "members never see the held-out CNN; MLP halves are disjoint 10k slices"}
     out["n_eval"] = int(x.shape[0])
-    out["command"] = " ".join(sys.argv)
+    out["command"] = portable_command(sys.argv)
     path = RESULTS / f"transfer_matrix{args.suffix}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(out, indent=2, default=str) + "\n")
@@ -372,7 +373,8 @@ def matrix(args: argparse.Namespace) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("what", choices=["blackbox", "matrix", "ensemble"])
-    p.add_argument("--data-dir", default="/work/shared/data")
+    p.add_argument("--data-dir", type=Path, default=default_data_dir(),
+                   help="folder with mnist/ (default: $ADVLAB_DATA or ../shared/data)")
     p.add_argument("--eps", type=float, default=0.3)
     p.add_argument("--n-eval", type=int, default=1000)
     p.add_argument("--rho", type=int, default=7, help="substitute epochs (7 rounds: 150..6400 queries)")

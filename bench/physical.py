@@ -13,7 +13,7 @@ second DQN (Huang et al. 2017), for Linf, L2 and L1; ``--env cartpole`` (CartPol
 
 Example (run heavy jobs one at a time on the shared machine)::
 
-    flock /tmp/advlab-heavy.lock nice -n 10 .venv/bin/python bench/physical.py \
+    flock "${TMPDIR:-/tmp}/advlab-heavy.lock" nice -n 10 .venv/bin/python bench/physical.py \
         --part all --out bench/results/physical.json
 
 Prints markdown tables; writes every number and the wall-clock time of each part.
@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from _paths import default_data_dir, portable  # bench/_paths.py (bench/ is on sys.path)
 
 from advlab.data import load_dataset
 from advlab.physical import destruction_experiment, physical_attacks, standard_transforms
@@ -167,14 +168,16 @@ def main() -> None:
     p.add_argument("--eval-seed", type=int, default=None,
                    help="physical part: seed of the transform draws and attack randomness (default --seed; "
                         "the model stays the one of --seed)")
-    p.add_argument("--data-dir", default=os.environ.get("ADVLAB_DATA", "/work/shared/data"))
+    p.add_argument("--data-dir", default=str(default_data_dir()),
+                   help="folder with mnist/ (default: $ADVLAB_DATA or ../shared/data)")
     p.add_argument("--cache-dir", default=os.environ.get("ADVLAB_CACHE", "~/.cache/advlab"))
     p.add_argument("--out", default=None)
     args = p.parse_args()
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     result: dict[str, Any] = {"machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
                                           "torch": torch.__version__, "threads": torch.get_num_threads()},
-                              "args": vars(args)}
+                              "args": {k: portable(v) if k in ("data_dir", "cache_dir", "out") and v else v
+                                       for k, v in vars(args).items()}}
     if args.part in ("physical", "all"):
         result["physical"] = physical_part(args)
     if args.part in ("rl", "all"):

@@ -16,7 +16,7 @@ In one process, on the first ``--n`` MNIST test images:
 
 Example (2 shared CPU cores: run it under the heavy-job lock)::
 
-    flock /tmp/advlab-heavy.lock nice -n 10 .venv/bin/python bench/robust_eval.py \\
+    flock "${TMPDIR:-/tmp}/advlab-heavy.lock" nice -n 10 .venv/bin/python bench/robust_eval.py \\
         --n 200 --n-cw 100 --out bench/results/robust_eval.json
 
 Models are trained once and cached under ``--cache-dir``: the undefended CNN of
@@ -41,6 +41,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from _paths import portable  # bench/_paths.py (bench/ is on sys.path)
 from torch import nn
 
 REPO = Path(__file__).resolve().parents[1]
@@ -111,14 +112,14 @@ def at_model(data_dir: Path, cache_dir: Path, epochs: int, limit: int,
 
     if checkpoint is not None:
         print(f"model: loaded adversarially trained model from {checkpoint}", flush=True)
-        return load_model(checkpoint), {"checkpoint": str(checkpoint), "trained_now": False}
+        return load_model(checkpoint), {"checkpoint": portable(checkpoint), "trained_now": False}
     cfg = TrainConfig(epochs=epochs, lr=5e-3, batch_size=100, seed=0,
                       lr_schedule="cyclic")
     ckpt = cache_dir / f"mnist_strided_fgsmrs_eps0.3_n{limit}_e{epochs}_s0"
     try:
         if read_metadata(ckpt).get("epochs_done") == cfg.epochs:
             print(f"model: loaded cached FGSM-RS CNN from {ckpt}", flush=True)
-            return load_model(ckpt), {"checkpoint": str(ckpt), "trained_now": False}
+            return load_model(ckpt), {"checkpoint": portable(ckpt), "trained_now": False}
     except Exception:  # noqa: BLE001 - no complete checkpoint: train below
         pass
     torch.manual_seed(0)
@@ -133,7 +134,7 @@ def at_model(data_dir: Path, cache_dir: Path, epochs: int, limit: int,
               meta={"dataset": "mnist", "purpose": "bench/robust_eval.py"},
               on_epoch=lambda e: print(f"  epoch {e.epoch}: loss {e.loss:.4f} train acc "
                                        f"{e.train_acc:.4f} ({e.seconds:.0f}s)", flush=True))
-    return load_model(ckpt), {"checkpoint": str(ckpt), "trained_now": True,
+    return load_model(ckpt), {"checkpoint": portable(ckpt), "trained_now": True,
                               "train_seconds": res.seconds}
 
 
