@@ -15,7 +15,7 @@ from advlab.data import ImageDataset, load_dataset
 from advlab.defenses import TrainConfig, fit
 from advlab.models import create_model
 
-#: ``/work/shared/data/mnist`` when the repository is checked out at ``/work/main``.
+#: ``../shared/data/mnist`` relative to the project root (where the shared MNIST files live).
 SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
 MNIST_GZ = (
     "train-images-idx3-ubyte.gz",
