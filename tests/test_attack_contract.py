@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from advlab.attacks import BIM, EOT, FGSM, ILLC, MIFGSM, PGD, canonical_names, create_attack
-from advlab.attacks.apgd import APGD, APGDT, apgd_checkpoints
+from advlab.attacks.apgd import apgd_checkpoints
 from advlab.criteria import Misclassification, TargetedMisclassification
 from advlab.threat import ThreatModel
 from advlab.transforms import Identity
