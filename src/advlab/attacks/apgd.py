@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from advlab.attacks.base import Attack, AttackResult, require_int, require_loss
+from advlab.attacks.base import Attack, AttackResult, require_int, require_loss, store_settings
 from advlab.attacks.engine import (
     Evaluation,
     LossObjective,
@@ -157,23 +157,9 @@ class APGD(Attack):
         ensemble of diverse parameter-free attacks", ICML 2020 (arXiv:2003.01690).
     """
 
-    def __init__(
-        self,
-        steps: int = 100,
-        restarts: int = 1,
-        loss: str = "ce",
-        rho: float = 0.75,
-        momentum: float = 0.75,
-        random_init: bool = True,
-        early_stop: bool = False,
-    ) -> None:
-        self.steps = steps
-        self.restarts = restarts
-        self.loss = loss
-        self.rho = rho
-        self.momentum = momentum
-        self.random_init = random_init
-        self.early_stop = early_stop
+    def __init__(self, steps: int = 100, restarts: int = 1, loss: str = "ce", rho: float = 0.75,
+                 momentum: float = 0.75, random_init: bool = True, early_stop: bool = False) -> None:
+        store_settings(self, locals())
 
     def _check_settings(self) -> None:
         require_int("steps", self.steps, 1)
@@ -252,20 +238,10 @@ class APGDT(APGD):
         ensemble of diverse parameter-free attacks", ICML 2020 (arXiv:2003.01690).
     """
 
-    def __init__(
-        self,
-        steps: int = 100,
-        n_target_classes: int = 9,
-        restarts: int = 1,
-        loss: str = "dlr",
-        rho: float = 0.75,
-        momentum: float = 0.75,
-        random_init: bool = True,
-        early_stop: bool = False,
-    ) -> None:
-        super().__init__(steps=steps, restarts=restarts, loss=loss, rho=rho, momentum=momentum,
-                         random_init=random_init, early_stop=early_stop)
-        self.n_target_classes = n_target_classes
+    def __init__(self, steps: int = 100, n_target_classes: int = 9, restarts: int = 1,
+                 loss: str = "dlr", rho: float = 0.75, momentum: float = 0.75,
+                 random_init: bool = True, early_stop: bool = False) -> None:
+        store_settings(self, locals())
 
     def _check_settings(self) -> None:
         super()._check_settings()

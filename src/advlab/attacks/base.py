@@ -21,7 +21,8 @@ from advlab.losses import LOSSES
 from advlab.threat import ThreatModel
 from advlab.validation import check_inputs, check_logits, eval_mode
 
-__all__ = ["Attack", "AttackResult", "constructor_settings", "require_int", "require_loss", "require_step"]
+__all__ = ["Attack", "AttackResult", "constructor_settings", "store_settings", "require_int", "require_loss",
+           "require_step"]
 
 
 @dataclass
@@ -76,6 +77,17 @@ class AttackResult:
 
 def _per_sample(value: object, n: int) -> bool:
     return isinstance(value, torch.Tensor) and value.ndim >= 1 and value.shape[0] == n
+
+
+def store_settings(obj: object, values: dict[str, Any]) -> None:
+    """Store a constructor's parameters on ``obj`` under their own names.
+
+    Call it first in ``__init__`` as ``store_settings(self, locals())``: settings at
+    construction, no logic there (scikit-learn's rule); validation happens at call time.
+    """
+    for name, value in values.items():
+        if name not in ("self", "__class__"):
+            setattr(obj, name, value)
 
 
 def constructor_settings(obj: object) -> dict[str, Any]:
@@ -151,14 +163,8 @@ class Attack(ABC):
         return AttackResult.cat(parts)
 
     @abstractmethod
-    def _run(
-        self,
-        model: nn.Module,
-        x: torch.Tensor,
-        criterion: Criterion,
-        threat: ThreatModel,
-        generator: torch.Generator | None,
-    ) -> AttackResult:
+    def _run(self, model: nn.Module, x: torch.Tensor, criterion: Criterion, threat: ThreatModel,
+             generator: torch.Generator | None) -> AttackResult:
         """Attack one batch (model already in eval mode, inputs validated)."""
 
 

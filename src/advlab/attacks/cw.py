@@ -16,7 +16,7 @@ import math
 import torch
 from torch import nn
 
-from advlab.attacks.base import Attack, AttackResult, require_int
+from advlab.attacks.base import Attack, AttackResult, require_int, store_settings
 from advlab.criteria import Criterion
 from advlab.losses import cw_margin
 from advlab.threat import ThreatModel
@@ -74,13 +74,7 @@ class CarliniWagnerL2(Attack):
         abort_early: bool = True,
         abort_tol: float = 1e-4,
     ) -> None:
-        self.steps = steps
-        self.binary_search_steps = binary_search_steps
-        self.initial_const = initial_const
-        self.step_size = step_size
-        self.kappa = kappa
-        self.abort_early = abort_early
-        self.abort_tol = abort_tol
+        store_settings(self, locals())
 
     def _check_settings(self) -> None:
         require_int("steps", self.steps, 1)
@@ -94,14 +88,8 @@ class CarliniWagnerL2(Attack):
         if not 0 <= self.abort_tol < 1:
             raise ValueError(f"abort_tol must be in [0, 1), got {self.abort_tol}")
 
-    def _run(
-        self,
-        model: nn.Module,
-        x: torch.Tensor,
-        criterion: Criterion,
-        threat: ThreatModel,
-        generator: torch.Generator | None,
-    ) -> AttackResult:
+    def _run(self, model: nn.Module, x: torch.Tensor, criterion: Criterion, threat: ThreatModel,
+             generator: torch.Generator | None) -> AttackResult:
         n = x.shape[0]
         dev, dt = x.device, x.dtype
         lo, hi = threat.bounds

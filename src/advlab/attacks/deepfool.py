@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from advlab.attacks.base import Attack, AttackResult, require_int
+from advlab.attacks.base import Attack, AttackResult, require_int, store_settings
 from advlab.criteria import Criterion
 from advlab.threat import ThreatModel
 
@@ -47,9 +47,7 @@ class DeepFool(Attack):
 
     def __init__(self, steps: int = 50, overshoot: float = 0.02,
                  candidates: int | None = 10) -> None:
-        self.steps = steps
-        self.overshoot = overshoot
-        self.candidates = candidates
+        store_settings(self, locals())
 
     def _check_settings(self) -> None:
         require_int("steps", self.steps, 1)
@@ -59,14 +57,8 @@ class DeepFool(Attack):
                                             or self.candidates < 1):
             raise ValueError(f"candidates must be an integer >= 1 or None, got {self.candidates!r}")
 
-    def _run(
-        self,
-        model: nn.Module,
-        x: torch.Tensor,
-        criterion: Criterion,
-        threat: ThreatModel,
-        generator: torch.Generator | None,
-    ) -> AttackResult:
+    def _run(self, model: nn.Module, x: torch.Tensor, criterion: Criterion, threat: ThreatModel,
+             generator: torch.Generator | None) -> AttackResult:
         if threat.norm not in ("l2", "linf"):
             raise ValueError(f"DeepFool supports the l2 and linf norms, got {threat.norm!r}")
         n = x.shape[0]

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from advlab.attacks.base import Attack, AttackResult
+from advlab.attacks.base import Attack, AttackResult, store_settings
 from advlab.attacks.engine import (
     Evaluation,
     SteepestAscent,
@@ -92,17 +92,7 @@ class EOT(Attack):
                  step_size: float | None = None, rel_step_size: float | None = None,
                  random_init: bool = False, loss: str = "ce", kappa: float = float("inf"),
                  average: str = "loss", schedule: str = "constant", select: str = "expected") -> None:
-        self.transform = transform
-        self.samples = samples
-        self.steps = steps
-        self.step_size = step_size
-        self.rel_step_size = rel_step_size
-        self.random_init = random_init
-        self.loss = loss
-        self.kappa = kappa
-        self.average = average
-        self.schedule = schedule
-        self.select = select
+        store_settings(self, locals())
 
     def settings(self) -> dict[str, Any]:
         out = super().settings()

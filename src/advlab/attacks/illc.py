@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from advlab.attacks.base import Attack, AttackResult, require_int, require_step
+from advlab.attacks.base import Attack, AttackResult, require_int, require_step, store_settings
 from advlab.attacks.pgd import PGD
 from advlab.criteria import Criterion, TargetedMisclassification
 from advlab.threat import ThreatModel
@@ -45,9 +45,7 @@ class ILLC(Attack):
 
     def __init__(self, steps: int = 10, step_size: float | None = None,
                  rel_step_size: float | None = None) -> None:
-        self.steps = steps
-        self.step_size = step_size
-        self.rel_step_size = rel_step_size
+        store_settings(self, locals())
 
     def _check_settings(self) -> None:
         require_int("steps", self.steps, 1)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from advlab.attacks.base import Attack, AttackResult, require_int, require_loss, require_step
+from advlab.attacks.base import Attack, AttackResult, require_int, require_loss, require_step, store_settings
 from advlab.attacks.engine import LossObjective, StepRule, Tracker, iterate, steepest_step
 from advlab.criteria import Criterion
 from advlab.threat import ThreatModel
@@ -72,12 +72,7 @@ class MIFGSM(Attack):
 
     def __init__(self, steps: int = 10, decay: float = 1.0, step_size: float | None = None,
                  loss: str = "ce", select: str = "last", early_stop: bool = False) -> None:
-        self.steps = steps
-        self.decay = decay
-        self.step_size = step_size
-        self.loss = loss
-        self.select = select
-        self.early_stop = early_stop
+        store_settings(self, locals())
 
     def _check_settings(self) -> None:
         require_int("steps", self.steps, 1)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from advlab.attacks.base import Attack, AttackResult, require_int, require_loss, require_step
+from advlab.attacks.base import Attack, AttackResult, require_int, require_loss, require_step, store_settings
 from advlab.attacks.engine import (
     LossObjective,
     SteepestAscent,
@@ -69,13 +69,7 @@ class PGD(Attack):
         loss: str = "ce",
         early_stop: bool = False,
     ) -> None:
-        self.steps = steps
-        self.step_size = step_size
-        self.rel_step_size = rel_step_size
-        self.random_init = random_init
-        self.restarts = restarts
-        self.loss = loss
-        self.early_stop = early_stop
+        store_settings(self, locals())
 
     def _check_settings(self) -> None:
         require_int("steps", self.steps, 1)

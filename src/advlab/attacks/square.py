@@ -7,7 +7,7 @@ import math
 import torch
 from torch import nn
 
-from advlab.attacks.base import Attack, AttackResult, require_int
+from advlab.attacks.base import Attack, AttackResult, require_int, store_settings
 from advlab.criteria import Criterion
 from advlab.threat import ThreatModel
 
@@ -58,10 +58,7 @@ class Square(Attack):
 
     def __init__(self, queries: int = 5000, p_init: float = 0.8, restarts: int = 1,
                  early_stop: bool = True) -> None:
-        self.queries = queries
-        self.p_init = p_init
-        self.restarts = restarts
-        self.early_stop = early_stop
+        store_settings(self, locals())
 
     def _check_settings(self) -> None:
         require_int("queries", self.queries, 1)
@@ -69,14 +66,8 @@ class Square(Attack):
             raise ValueError(f"p_init must lie in (0, 1], got {self.p_init}")
         require_int("restarts", self.restarts, 1)
 
-    def _run(
-        self,
-        model: nn.Module,
-        x: torch.Tensor,
-        criterion: Criterion,
-        threat: ThreatModel,
-        generator: torch.Generator | None,
-    ) -> AttackResult:
+    def _run(self, model: nn.Module, x: torch.Tensor, criterion: Criterion, threat: ThreatModel,
+             generator: torch.Generator | None) -> AttackResult:
         n = x.shape[0]
         dev = x.device
         shape = x.shape

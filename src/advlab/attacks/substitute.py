@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from advlab.attacks.base import Attack, AttackResult
+from advlab.attacks.base import Attack, AttackResult, store_settings
 from advlab.attacks.pgd import FGSM
 from advlab.criteria import Misclassification
 from advlab.models.ensemble import EnsembleModel
@@ -100,16 +100,7 @@ class SubstituteAttack:
                  batch_size: int = 64, max_queries: int | None = None,
                  bounds: tuple[float, float] = (0.0, 1.0), ensemble: int = 1,
                  augment: Callable[..., torch.Tensor] | None = None) -> None:
-        self.substitute_epochs = substitute_epochs
-        self.augmentation_step = augmentation_step
-        self.sign_period = sign_period
-        self.train_epochs = train_epochs
-        self.lr = lr
-        self.batch_size = batch_size
-        self.max_queries = max_queries
-        self.bounds = bounds
-        self.ensemble = ensemble
-        self.augment = augment
+        store_settings(self, locals())
 
     def settings(self) -> dict[str, Any]:
         out = {k: v for k, v in vars(self).items() if not k.endswith("_")}

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from advlab.attacks.base import Attack, AttackResult
+from advlab.attacks.base import Attack, AttackResult, store_settings
 from advlab.criteria import Criterion
 from advlab.threat import ThreatModel
 from advlab.validation import check_inputs, eval_mode
@@ -129,11 +129,7 @@ class UniversalPerturbation:
 
     def __init__(self, max_passes: int = 5, target_fooling_rate: float = 0.8,
                  overshoot: float = 0.02, deepfool_steps: int = 10, batch_size: int = 1) -> None:
-        self.max_passes = max_passes
-        self.target_fooling_rate = target_fooling_rate
-        self.overshoot = overshoot
-        self.deepfool_steps = deepfool_steps
-        self.batch_size = batch_size
+        store_settings(self, locals())
 
     def _check(self) -> None:
         if not isinstance(self.max_passes, int) or self.max_passes < 1:
@@ -262,11 +258,7 @@ class UniversalAttack(Attack):
 
     def __init__(self, max_passes: int = 5, target_fooling_rate: float = 0.8,
                  overshoot: float = 0.02, deepfool_steps: int = 10, batch_size: int = 1) -> None:
-        self.max_passes = max_passes
-        self.target_fooling_rate = target_fooling_rate
-        self.overshoot = overshoot
-        self.deepfool_steps = deepfool_steps
-        self.batch_size = batch_size
+        store_settings(self, locals())
 
     def _run(self, model: nn.Module, x: torch.Tensor, criterion: Criterion, threat: ThreatModel,
              generator: torch.Generator | None) -> AttackResult:

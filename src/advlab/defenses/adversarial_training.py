@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from advlab.attacks.base import store_settings
 from advlab.attacks.engine import ascend, random_start
 from advlab.models.zoo import training_loss
 from advlab.threat import ThreatModel, get_norm
@@ -262,10 +263,7 @@ class FGSMTraining(_Objective):
 
     def __init__(self, eps: float = 0.25, alpha: float = 0.5, norm: str = "linf",
                  bounds: tuple[float, float] = (0.0, 1.0)) -> None:
-        self.eps = eps
-        self.alpha = alpha
-        self.norm = norm
-        self.bounds = bounds
+        store_settings(self, locals())
 
     def validate(self) -> None:
         """Raise ``ValueError``/``TypeError`` on bad settings."""
@@ -324,13 +322,7 @@ class FastFGSMTraining(_Objective):
     def __init__(self, eps: float = 0.3, step_size: float | None = None, norm: str = "linf",
                  bounds: tuple[float, float] = (0.0, 1.0), clip_start: bool = False,
                  init_scale: float = 1.0, project: bool = True) -> None:
-        self.eps = eps
-        self.step_size = step_size
-        self.norm = norm
-        self.bounds = bounds
-        self.clip_start = clip_start
-        self.init_scale = init_scale
-        self.project = project
+        store_settings(self, locals())
 
     def validate(self) -> None:
         """Raise ``ValueError``/``TypeError`` on bad settings."""
@@ -379,12 +371,7 @@ class PGDTraining(_Objective):
     def __init__(self, eps: float = 0.3, steps: int = 7, step_size: float | None = None,
                  random_init: bool = True, norm: str = "linf",
                  bounds: tuple[float, float] = (0.0, 1.0)) -> None:
-        self.eps = eps
-        self.steps = steps
-        self.step_size = step_size
-        self.random_init = random_init
-        self.norm = norm
-        self.bounds = bounds
+        store_settings(self, locals())
 
     def validate(self) -> None:
         """Raise ``ValueError``/``TypeError`` on bad settings."""
@@ -434,12 +421,7 @@ class TRADES(_Objective):
     def __init__(self, eps: float = 0.3, beta: float = 6.0, steps: int = 10,
                  step_size: float | None = None, norm: str = "linf",
                  bounds: tuple[float, float] = (0.0, 1.0)) -> None:
-        self.eps = eps
-        self.beta = beta
-        self.steps = steps
-        self.step_size = step_size
-        self.norm = norm
-        self.bounds = bounds
+        store_settings(self, locals())
 
     def validate(self) -> None:
         """Raise ``ValueError``/``TypeError`` on bad settings."""

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from advlab.attacks.base import store_settings
 from advlab.defenses.adversarial_training import (
     _check_int,
     _check_number,
@@ -189,12 +190,7 @@ class VAT(_Objective):
 
     def __init__(self, eps: float = 2.0, xi: float = 1e-6, iterations: int = 1,
                  alpha: float = 1.0, entropy_min: bool = False, norm: str = "l2") -> None:
-        self.eps = eps
-        self.xi = xi
-        self.iterations = iterations
-        self.alpha = alpha
-        self.entropy_min = entropy_min
-        self.norm = norm
+        store_settings(self, locals())
 
     def validate(self) -> None:
         """Raise ``ValueError``/``TypeError`` on bad settings."""
