@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -93,69 +94,16 @@ class CarliniWagnerL2(Attack):
         n = x.shape[0]
         dev, dt = x.device, x.dtype
         lo, hi = threat.bounds
-        span = hi - lo
-        kappa = float(self.kappa)
-        classes = criterion.classes
-        targeted = criterion.targeted
-
         # tanh change of variables (Carlini & Wagner, Sec. V.A)
-        unit = ((x - lo) / span * 2 - 1).clamp(-1 + 1e-6, 1 - 1e-6)
+        unit = ((x - lo) / (hi - lo) * 2 - 1).clamp(-1 + 1e-6, 1 - 1e-6)
         w0 = torch.atanh(unit)
-
-        def to_x(w: torch.Tensor) -> torch.Tensor:
-            return lo + span * (torch.tanh(w) + 1) / 2
-
-        best_l2 = torch.full((n,), float("inf"), device=dev, dtype=dt)
-        best_x = x.clone()
+        best = _Best(torch.full((n,), float("inf"), device=dev, dtype=dt), x.clone(),
+                     torch.zeros(n, dtype=torch.long, device=dev))
         lower = torch.zeros(n, device=dev, dtype=dt)
         upper = torch.full((n,), 1e10, device=dev, dtype=dt)
         const = torch.full((n,), float(self.initial_const), device=dev, dtype=dt)
-        passes = torch.zeros(n, dtype=torch.long, device=dev)
-        beta1, beta2, adam_eps = 0.9, 0.999, 1e-8
-        check_every = max(1, self.steps // 10)
-
         for _ in range(self.binary_search_steps):
-            w = w0.clone()
-            m = torch.zeros_like(w)
-            v = torch.zeros_like(w)
-            step_succ = torch.zeros(n, dtype=torch.bool, device=dev)
-            active = torch.arange(n, device=dev)
-            prev = torch.full((n,), float("inf"), device=dev, dtype=dt)
-            for t in range(1, self.steps + 1):
-                wa = w[active].detach().requires_grad_(True)
-                with torch.enable_grad():
-                    xa = to_x(wa)
-                    logits = model(xa)
-                    margin = cw_margin(logits, classes[active], targeted)
-                    f = torch.clamp(-margin, min=-kappa)
-                    l2sq = (xa - x[active]).reshape(len(active), -1).pow(2).sum(1)
-                    obj = l2sq + const[active] * f
-                    (grad,) = torch.autograd.grad(obj.sum(), wa)
-                passes[active] += 1
-                with torch.no_grad():
-                    # bookkeeping on the iterate just evaluated (the paper's order)
-                    margin = margin.detach()
-                    succ = criterion[active].is_success(logits) & (margin >= kappa)
-                    l2 = l2sq.detach().sqrt()
-                    better = succ & (l2 < best_l2[active])
-                    upd = active[better]
-                    best_l2[upd] = l2[better]
-                    best_x[upd] = xa.detach()[better]
-                    step_succ[active[succ]] = True
-                    # Adam on w, per element (identical to torch.optim.Adam, but per sample)
-                    ma = beta1 * m[active] + (1 - beta1) * grad
-                    va = beta2 * v[active] + (1 - beta2) * grad * grad
-                    m[active], v[active] = ma, va
-                    mhat = ma / (1 - beta1 ** t)
-                    vhat = va / (1 - beta2 ** t)
-                    w[active] = wa.detach() - self.step_size * mhat / (vhat.sqrt() + adam_eps)
-                    if self.abort_early and t % check_every == 0:
-                        o = obj.detach()
-                        stalled = o > prev[active] * (1.0 - float(self.abort_tol))
-                        prev[active] = o
-                        active = active[~stalled]
-                        if active.numel() == 0:
-                            break
+            step_succ = self._minimise(model, x, criterion, w0, const, (lo, hi), best)
             # binary search on c, per sample
             with torch.no_grad():
                 upper = torch.where(step_succ, torch.minimum(upper, const), upper)
@@ -163,22 +111,79 @@ class CarliniWagnerL2(Attack):
                 bisect = (lower + upper) / 2
                 const = torch.where(step_succ | (upper < 1e9), bisect, const * 10)
 
-        success = torch.isfinite(best_l2)
         with torch.no_grad():
-            logits = model(best_x)
+            logits = model(best.x)
         # report what the model says at the returned point (never a stale flag)
-        success = success & criterion.is_success(logits)
-        forwards = torch.ones(n, dtype=torch.long, device=dev)
-        l2 = (best_x - x).reshape(n, -1).norm(dim=1)
-        return AttackResult(
-            x_adv=best_x,
-            success=success,
-            logits=logits,
-            distance=threat.strategy.distance(best_x, x),
-            passes=passes,
-            forwards=forwards,
-            info={"l2": l2, "const": const},
-        )
+        success = torch.isfinite(best.l2) & criterion.is_success(logits)
+        l2 = (best.x - x).reshape(n, -1).norm(dim=1)
+        return AttackResult(x_adv=best.x, success=success, logits=logits,
+                            distance=threat.strategy.distance(best.x, x), passes=best.passes,
+                            forwards=torch.ones(n, dtype=torch.long, device=dev),
+                            info={"l2": l2, "const": const})
+
+    def _minimise(self, model: nn.Module, x: torch.Tensor, criterion: Criterion, w0: torch.Tensor,
+                  const: torch.Tensor, bounds: tuple[float, float], best: _Best) -> torch.Tensor:
+        """``steps`` Adam steps on ``||x' - x||^2 + c f(x')`` for one value of ``c`` per sample.
+
+        Updates ``best`` in place (smallest successful L2 per sample, passes) and returns
+        which samples succeeded at least once.
+        """
+        n = x.shape[0]
+        lo, hi = bounds
+        kappa = float(self.kappa)
+        classes, targeted = criterion.classes, criterion.targeted
+        beta1, beta2, adam_eps = 0.9, 0.999, 1e-8
+        check_every = max(1, self.steps // 10)
+        w = w0.clone()
+        m = torch.zeros_like(w)
+        v = torch.zeros_like(w)
+        step_succ = torch.zeros(n, dtype=torch.bool, device=x.device)
+        active = torch.arange(n, device=x.device)
+        prev = torch.full((n,), float("inf"), device=x.device, dtype=x.dtype)
+        for t in range(1, self.steps + 1):
+            wa = w[active].detach().requires_grad_(True)
+            with torch.enable_grad():
+                xa = lo + (hi - lo) * (torch.tanh(wa) + 1) / 2
+                logits = model(xa)
+                margin = cw_margin(logits, classes[active], targeted)
+                f = torch.clamp(-margin, min=-kappa)
+                l2sq = (xa - x[active]).reshape(len(active), -1).pow(2).sum(1)
+                obj = l2sq + const[active] * f
+                (grad,) = torch.autograd.grad(obj.sum(), wa)
+            best.passes[active] += 1
+            with torch.no_grad():
+                # bookkeeping on the iterate just evaluated (the paper's order)
+                succ = criterion[active].is_success(logits) & (margin.detach() >= kappa)
+                l2 = l2sq.detach().sqrt()
+                better = succ & (l2 < best.l2[active])
+                upd = active[better]
+                best.l2[upd] = l2[better]
+                best.x[upd] = xa.detach()[better]
+                step_succ[active[succ]] = True
+                # Adam on w, per element (identical to torch.optim.Adam, but per sample)
+                ma = beta1 * m[active] + (1 - beta1) * grad
+                va = beta2 * v[active] + (1 - beta2) * grad * grad
+                m[active], v[active] = ma, va
+                mhat = ma / (1 - beta1 ** t)
+                vhat = va / (1 - beta2 ** t)
+                w[active] = wa.detach() - self.step_size * mhat / (vhat.sqrt() + adam_eps)
+                if self.abort_early and t % check_every == 0:
+                    o = obj.detach()
+                    stalled = o > prev[active] * (1.0 - float(self.abort_tol))
+                    prev[active] = o
+                    active = active[~stalled]
+                    if active.numel() == 0:
+                        break
+        return step_succ
+
+
+@dataclass
+class _Best:
+    """Per-sample smallest successful L2, its point, and the passes spent."""
+
+    l2: torch.Tensor
+    x: torch.Tensor
+    passes: torch.Tensor
 
 
 CW = CarliniWagnerL2

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from advlab.attacks.base import AttackResult
+from advlab.attacks.base import AttackResult, constructor_settings
 from advlab.criteria import Criterion, as_criterion
 from advlab.threat import ThreatModel
 
@@ -116,10 +116,12 @@ class DecisionTreeAttack:
         self.chunk_elements = chunk_elements
 
     def settings(self) -> dict[str, Any]:
-        return {"attack": type(self).__name__, "margin": self.margin}
+        """The constructor settings (from its signature), for JSON results."""
+        return {"attack": type(self).__name__, **constructor_settings(self)}
 
     def __repr__(self) -> str:
-        return f"DecisionTreeAttack(margin={self.margin!r})"
+        args = ", ".join(f"{k}={v!r}" for k, v in constructor_settings(self).items())
+        return f"DecisionTreeAttack({args})"
 
     def __call__(
         self,
@@ -162,29 +164,12 @@ class DecisionTreeAttack:
         feasible = (tl <= tu).all(axis=1)
         tl_t = torch.as_tensor(tl, dtype=torch.float64)
         tu_t = torch.as_tensor(tu, dtype=torch.float64)
-        leaf_lab = torch.as_tensor(boxes.label)
-        feas_t = torch.as_tensor(feasible)
         xf = x.detach().reshape(n, -1).cpu().double()
-        classes = crit.classes.cpu()
         n_leaves = tl.shape[0]
         step = max(1, self.chunk_elements // max(1, n_leaves * d))
-        best_leaf = torch.full((n,), -1, dtype=torch.long)
-        best_dist = torch.full((n,), float("inf"), dtype=torch.float64)
-        for s in range(0, n, step):
-            xs = xf[s:s + step]
-            gap = (tl_t[None] - xs[:, None]).clamp_min(0) + (xs[:, None] - tu_t[None]).clamp_min(0)
-            if norm == "linf":
-                dist = gap.amax(dim=2)
-            elif norm == "l2":
-                dist = gap.pow(2).sum(dim=2).sqrt()
-            else:
-                dist = gap.sum(dim=2)
-            cls = classes[s:s + step, None]
-            ok = (leaf_lab[None] == cls) if crit.targeted else (leaf_lab[None] != cls)
-            dist = dist.masked_fill(~(ok & feas_t[None]), float("inf"))
-            dmin, arg = dist.min(dim=1)
-            best_dist[s:s + step] = dmin
-            best_leaf[s:s + step] = torch.where(torch.isfinite(dmin), arg, torch.full_like(arg, -1))
+        best_dist, best_leaf = _nearest_leaves(xf, tl_t, tu_t, torch.as_tensor(boxes.label),
+                                               torch.as_tensor(feasible), crit.classes.cpu(),
+                                               crit.targeted, norm, step)
         x_adv = xf.clone()
         found = best_leaf >= 0
         if threat is not None:
@@ -211,3 +196,32 @@ class DecisionTreeAttack:
             forwards=torch.ones(n, dtype=torch.long, device=x.device),
             info={"min_distance": best_dist.to(x.dtype), "leaves": n_leaves},
         )
+
+
+def _nearest_leaves(xf: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor, leaf_label: torch.Tensor,
+                    feasible: torch.Tensor, classes: torch.Tensor, targeted: bool, norm: str,
+                    step: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per sample, the distance to and index of the nearest admissible leaf box (-1: none).
+
+    A leaf is admissible when its (margin-shrunk) box is non-empty and its class is the
+    target (targeted) or not the label (untargeted). ``step`` samples at a time.
+    """
+    n = xf.shape[0]
+    best_leaf = torch.full((n,), -1, dtype=torch.long)
+    best_dist = torch.full((n,), float("inf"), dtype=torch.float64)
+    for s in range(0, n, step):
+        xs = xf[s:s + step]
+        gap = (lower[None] - xs[:, None]).clamp_min(0) + (xs[:, None] - upper[None]).clamp_min(0)
+        if norm == "linf":
+            dist = gap.amax(dim=2)
+        elif norm == "l2":
+            dist = gap.pow(2).sum(dim=2).sqrt()
+        else:
+            dist = gap.sum(dim=2)
+        cls = classes[s:s + step, None]
+        ok = (leaf_label[None] == cls) if targeted else (leaf_label[None] != cls)
+        dist = dist.masked_fill(~(ok & feasible[None]), float("inf"))
+        dmin, arg = dist.min(dim=1)
+        best_dist[s:s + step] = dmin
+        best_leaf[s:s + step] = torch.where(torch.isfinite(dmin), arg, torch.full_like(arg, -1))
+    return best_dist, best_leaf
