@@ -5,8 +5,6 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import pytest
-
 SRC = Path(__file__).resolve().parents[1] / "src" / "advlab"
 MAX_LINES = 80
 #: the command-line layer: typer commands list their options one per line
@@ -37,7 +35,6 @@ def test_long_functions_finds_a_long_one(tmp_path: Path) -> None:
     assert long_functions(tmp_path) == [f"src/advlab/m.py:1 long ({MAX_LINES + 1} lines)"]
 
 
-@pytest.mark.xfail(strict=False, reason="attacks/ is still being split (issue 13, item 6)")
 def test_no_library_function_over_80_lines() -> None:
     offenders = long_functions()
     assert not offenders, (f"{len(offenders)} functions over {MAX_LINES} lines (split them into "

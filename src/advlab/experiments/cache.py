@@ -17,7 +17,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -104,13 +104,8 @@ class Recipe:
             raise TypeError(f"recipe {self.name!r}: objective must be a zero-argument factory")
 
     def config(self) -> TrainConfig:
-        """The training config (a scheduled config where a field needs it)."""
-        kw = dict(self.train, seed=self.seed)
-        if set(kw) <= {f.name for f in fields(TrainConfig)}:
-            return TrainConfig(**kw)
-        from advlab.defenses import trainer  # fields such as lr_schedule
-
-        return trainer.ScheduledTrainConfig(**kw)
+        """The training config."""
+        return TrainConfig(**dict(self.train, seed=self.seed))
 
     def curve_config(self) -> CurveConfig | None:
         """The learning-curve config, if the recipe measures curves."""
@@ -124,7 +119,7 @@ class Recipe:
         """The recipe as JSON-ready data (the objective by its ``settings()``)."""
         obj = self.make_objective()
         return {"model": self.model, "settings": dict(self.settings),
-                "train": asdict(self.config()),
+                "train": self.config().key_dict(),
                 "init_seed": self.seed if self.init_seed is None else self.init_seed,
                 "objective": getattr(obj, "settings", lambda: {})() if obj is not None else None,
                 "classes": list(self.classes) if self.classes is not None else None,
@@ -190,6 +185,41 @@ def _finished(path: Path, epochs: int) -> dict[str, Any] | None:
     return meta if meta.get("epochs_done") == epochs else None
 
 
+def _load_cached(path: Path, epochs: int) -> tuple[nn.Module, list[Any]] | None:
+    """The finished entry at ``path`` (model, history), or ``None`` (missing, unfinished, corrupt)."""
+    done = _finished(path, epochs)
+    if done is None:
+        return None
+    try:
+        with torch.random.fork_rng(devices=[]):  # building the model draws initial weights
+            model = load_model(path).eval()
+    except ValueError as e:
+        log.warning("ignoring corrupt cache entry %s (%s); retraining", path, e)
+        return None
+    return model, list(done.get("history", []))
+
+
+def _train(recipe: Recipe, data: ImageDataset, cfg: TrainConfig, path: Path,
+           build: Callable[[], nn.Module], test: ImageDataset | None, run_meta: dict[str, Any],
+           say: Callable[[str], None]) -> tuple[nn.Module, Any]:
+    """Train into the entry ``path``: resume an interrupted run, else (or if unreadable) from scratch."""
+    kw: dict[str, Any] = {"objective": recipe.make_objective(), "checkpoint_dir": path,
+                          "meta": run_meta, "curves": recipe.curve_config()}
+    if test is not None:
+        kw["test"] = (test.images, test.labels)
+    model = build()
+    if (path / STATE_FILE).is_file():
+        say(f"resuming {recipe.name} ({path})")
+        try:
+            return model, fit(model, data.images, data.labels, cfg, resume=True, **kw)
+        except (CheckpointError, KeyError, RuntimeError) as e:  # unreadable or mismatched state
+            log.warning("cannot resume cache entry %s (%s); retraining", path, e)
+            model = build()
+            kw["objective"] = recipe.make_objective()
+    say(f"training {recipe.name} on {len(data)} {data.name} images ({cfg.epochs} epoch(s))")
+    return model, fit(model, data.images, data.labels, cfg, **kw)
+
+
 def get_or_train(
     recipe: Recipe,
     train: ImageDataset,
@@ -233,40 +263,16 @@ def get_or_train(
     data_id = {"dataset": data.name, "n": len(data), "mean": mean, "std": std,
                "test": [test.name, len(test)] if test is not None else None}
     path = Path(cache_dir).expanduser() / f"{data.name}-{recipe.name}-{recipe.key(data_id)}"
-    done = _finished(path, cfg.epochs)
-    if done is not None:
-        try:
-            with torch.random.fork_rng(devices=[]):  # building the model draws initial weights
-                model = load_model(path).eval()
-            say(f"using cached {recipe.name} model ({path})")
-            return TrainedModel(model, list(done.get("history", [])), path, cached=True)
-        except ValueError as e:
-            log.warning("ignoring corrupt cache entry %s (%s); retraining", path, e)
+    cached = _load_cached(path, cfg.epochs)
+    if cached is not None:
+        say(f"using cached {recipe.name} model ({path})")
+        return TrainedModel(cached[0], cached[1], path, cached=True)
     init_seed = recipe.seed if recipe.init_seed is None else recipe.init_seed
 
     def build() -> nn.Module:
         return init_model(init_seed, lambda: create_model(recipe.model, **settings))
 
-    run_meta = dict(meta or {})
-    kw: dict[str, Any] = {"objective": recipe.make_objective(), "checkpoint_dir": path,
-                          "meta": run_meta, "curves": recipe.curve_config()}
-    if test is not None:
-        kw["test"] = (test.images, test.labels)
-    model = build()
-    if (path / STATE_FILE).is_file():
-        say(f"resuming {recipe.name} ({path})")
-        try:
-            res = fit(model, data.images, data.labels, cfg, resume=True, **kw)
-        except (CheckpointError, KeyError, RuntimeError) as e:  # unreadable or mismatched state
-            log.warning("cannot resume cache entry %s (%s); retraining", path, e)
-            model = build()
-            kw["objective"] = recipe.make_objective()
-            res = None
-    else:
-        res = None
-    if res is None:
-        say(f"training {recipe.name} on {len(data)} {data.name} images ({cfg.epochs} epoch(s))")
-        res = fit(model, data.images, data.labels, cfg, **kw)
+    model, res = _train(recipe, data, cfg, path, build, test, dict(meta or {}), say)
     try:  # the stored history: the same dicts a later cache hit returns
         history = list(read_metadata(path).get("history", []))
     except ValueError:
