@@ -1,0 +1,100 @@
+"""Training-epoch time of two advlab trees side by side in one process (refactor guard).
+
+Loads advlab twice in one Python process: the working tree's ``src/`` and another
+checkout's ``src/`` (``--baseline``, e.g. a ``git worktree`` of the commit before a
+refactor), then alternates one training epoch of each (FGSM-RS and PGD-AT on the
+strided CNN, MNIST) ``--repeats`` times with the same seed, and prints the median
+time of each and their ratio. It also checks that both trees produce the same weights.
+
+Example::
+
+    git worktree add /tmp/base <commit>
+    .venv/bin/python bench/engine_overhead.py --baseline /tmp/base --n 6000 --repeats 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def load_advlab(src: Path) -> dict[str, Any]:
+    """Import advlab from ``src`` and return the pieces a training epoch needs."""
+    for name in [m for m in sys.modules if m == "advlab" or m.startswith("advlab.")]:
+        del sys.modules[name]
+    sys.path.insert(0, str(src))
+    try:
+        defenses = importlib.import_module("advlab.defenses")
+        models = importlib.import_module("advlab.models")
+        data = importlib.import_module("advlab.data")
+    finally:
+        sys.path.remove(str(src))
+    return {"defenses": defenses, "models": models, "data": data, "src": str(src)}
+
+
+def epoch(lib: dict[str, Any], kind: str, x: torch.Tensor, y: torch.Tensor, seed: int) -> tuple[float, Any]:
+    d, m = lib["defenses"], lib["models"]
+    torch.manual_seed(seed)
+    model = m.create_model("strided-cnn", in_shape=[1, 28, 28], num_classes=10)
+    if kind == "fgsm-rs":
+        obj = d.FastFGSMTraining(eps=0.3)
+        cfg = d.TrainConfig(epochs=1, batch_size=100, lr=5e-3, seed=seed)
+    else:
+        obj = d.PGDTraining(eps=0.3, steps=7)
+        cfg = d.TrainConfig(epochs=1, batch_size=100, lr=1e-3, seed=seed)
+    t0 = time.perf_counter()
+    d.fit(model, x, y, cfg, objective=obj)
+    return time.perf_counter() - t0, [p.detach().clone() for p in model.parameters()]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--baseline", type=Path, required=True, help="another checkout (its src/ is imported)")
+    p.add_argument("--n", type=int, default=6000, help="MNIST training images per epoch")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--data-dir", type=Path,
+                   default=Path(os.environ.get("ADVLAB_DATA", REPO.parent / "shared" / "data")))
+    p.add_argument("--out", type=Path, default=None, help="results JSON")
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    libs = {"baseline": load_advlab(args.baseline / "src"), "tree": load_advlab(REPO / "src")}
+    ds = libs["tree"]["data"].load_dataset("mnist", "train", data_dir=args.data_dir, limit=args.n)
+    x, y = ds.tensors()
+    rows: dict[str, Any] = {}
+    for name in libs:  # warm-up (first-call costs), not timed
+        epoch(libs[name], "fgsm-rs", x[:200], y[:200], seed=0)
+    for kind in ("fgsm-rs", "pgd-at"):
+        times: dict[str, list[float]] = {"baseline": [], "tree": []}
+        weights: dict[str, Any] = {}
+        for r in range(args.repeats):
+            order = ("baseline", "tree") if r % 2 == 0 else ("tree", "baseline")
+            for name in order:
+                t, w = epoch(libs[name], kind, x, y, seed=0)
+                times[name].append(t)
+                weights[name] = w
+        same = all(torch.equal(a, b) for a, b in zip(weights["baseline"], weights["tree"], strict=True))
+        med = {k: statistics.median(v) for k, v in times.items()}
+        rows[kind] = {"seconds": times, "median": med, "ratio": med["tree"] / med["baseline"],
+                      "same_weights": same}
+        print(f"{kind}: baseline {med['baseline']:.2f}s, tree {med['tree']:.2f}s, "
+              f"ratio {med['tree'] / med['baseline']:.3f}, same weights: {same}", flush=True)
+    if args.out:
+        args.out.write_text(json.dumps({"n": args.n, "repeats": args.repeats, "threads": args.threads,
+                                        "rows": rows}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
