@@ -7,14 +7,14 @@ from typing import Any
 
 import torch
 
-from advlab.attacks import APGD, APGDT, FGSM, PGD, CarliniWagnerL2, Square
+from advlab.attacks import FGSM, PGD, CarliniWagnerL2, create_attack
 from advlab.evaluation import evaluate
 from advlab.evaluation.cascade import cascade
 from advlab.reporting.html import Section
 from advlab.reporting.registry import LectureContext, section
 from advlab.threat import ThreatModel
 
-# The adversarially trained CNN is the recipe "cnn_fgsmrs" of advlab.experiments.MODEL_RECIPES
+# The adversarially trained CNN is the recipe "cnn_fgsmrs" of advlab.experiments.recipes
 # (FGSM-RS, Wong et al. 2020, on a widened strided CNN).
 
 #: published numbers on MNIST, Linf eps = 0.3: the robust accuracy the authors reported (PGD)
@@ -33,14 +33,11 @@ def fgsm_not_enough_section(ctx: LectureContext) -> Section:
     x, y = ctx.eval_data(n)
     threat = ThreatModel("linf", 0.3)
     steps = 10 if ctx.quick else 40
-    if ctx.quick:
-        stages = [("apgd-ce", APGD(steps=10, early_stop=True)),
-                  ("apgd-t", APGDT(steps=10, n_target_classes=2, early_stop=True)),
-                  ("square", Square(queries=100))]
-    else:
-        stages = [("apgd-ce", APGD(steps=50, early_stop=True)),
-                  ("apgd-t", APGDT(steps=50, n_target_classes=2, early_stop=True)),
-                  ("square", Square(queries=300))]
+    apgd_steps, queries = (10, 100) if ctx.quick else (50, 300)
+    stages = [(name, create_attack(name, **kw)) for name, kw in (
+        ("apgd-ce", {"steps": apgd_steps, "early_stop": True}),
+        ("apgd-t", {"steps": apgd_steps, "n_target_classes": 2, "early_stop": True}),
+        ("square", {"queries": queries}))]
     rows = []
     for key, label in (("cnn", "undefended CNN"),
                        ("cnn_fgsmrs", "FGSM-RS adversarially trained CNN (eps 0.3)")):
