@@ -494,3 +494,54 @@ def test_per_sample_info_survives_batching(name, key):  # type: ignore[no-untype
     # scalar info is kept as is
     assert all(not isinstance(v, torch.Tensor) or v.ndim == 0 or v.shape[0] == 7
                for v in parts.info.values())
+
+
+# ----------------------------------------------------------------------------- outside the registry
+# Attacks with another call shape (a scikit-learn tree; a fitted black-box substitute) meet
+# the same invariants.
+
+
+def _tree_and_substitute():  # type: ignore[no-untyped-def]
+    from sklearn.tree import DecisionTreeClassifier
+
+    from advlab.attacks.substitute import SubstituteAttack
+
+    model, x, y, _ = make_case({"n": 16, "shape": (1, 4, 4), "classes": 3, "eps": 0,
+                                "bounds": (0.0, 1.0), "seed": 31})
+    labels = y
+    assert len(set(labels.tolist())) == 3
+    tree = DecisionTreeClassifier(max_depth=4, random_state=0).fit(x.flatten(1).numpy(), labels.numpy())
+    sub = SubstituteAttack(substitute_epochs=2, train_epochs=2, batch_size=8)
+    sub.fit(model, x[:8], tiny_model((1, 4, 4), 3, 1), generator=torch.Generator().manual_seed(0))
+    return tree, sub, x, labels
+
+
+@pytest.mark.parametrize("norm", NORMS)
+@pytest.mark.parametrize("which", ["tree", "substitute-craft"])
+def test_tree_and_substitute_attacks_meet_the_contract(which, norm):  # type: ignore[no-untyped-def]
+    from advlab.attacks.tree import DecisionTreeAttack
+
+    tree, sub, x, y = _tree_and_substitute()
+    eps = {"linf": 0.3, "l2": 1.0, "l1": 3.0}[norm]
+
+    def run(e: float, seed: int = 0):  # type: ignore[no-untyped-def]
+        threat = ThreatModel(norm, e)
+        if which == "tree":
+            return DecisionTreeAttack()(tree, x, y, threat=threat)
+        return sub.craft(x, threat, labels=y, attack=PGD(steps=3),
+                         generator=torch.Generator().manual_seed(seed))
+
+    x_copy, rng = x.clone(), torch.get_rng_state()
+    r = run(eps)
+    assert torch.equal(x, x_copy) and torch.equal(torch.get_rng_state(), rng)
+    assert bool(ThreatModel(norm, eps).contains(r.x_adv, x).all())
+    assert bool(((r.x_adv >= 0) & (r.x_adv <= 1)).all())
+    zero = run(0.0)
+    assert torch.equal(zero.x_adv, x) and zero.x_adv.data_ptr() != x.data_ptr()
+    assert torch.equal(run(eps, seed=5).x_adv, run(eps, seed=5).x_adv)
+    if which == "tree":  # the reported success is the tree's verdict at x_adv
+        pred = torch.as_tensor(tree.predict(r.x_adv.flatten(1).numpy()))
+        assert torch.equal(r.success, pred != y)
+    else:  # ... and the substitute's
+        with torch.no_grad():
+            assert torch.equal(r.success, sub.attack_model_(r.x_adv).argmax(1) != y)
