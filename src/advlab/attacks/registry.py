@@ -118,3 +118,41 @@ def attack_names(aliases: bool = True) -> list[str]:
 def canonical_names() -> list[str]:
     """The canonical names, one per entry, sorted."""
     return sorted({e.name for e in REGISTRY.values()})
+
+
+def _register_builtin() -> None:
+    """advlab's own attacks (called once, below: the registry is defined with its contents)."""
+    from advlab.attacks.apgd import APGD, APGDT
+    from advlab.attacks.cw import CarliniWagnerL2
+    from advlab.attacks.deepfool import DeepFool
+    from advlab.attacks.eot import EOT
+    from advlab.attacks.illc import ILLC
+    from advlab.attacks.momentum import MIFGSM
+    from advlab.attacks.pgd import BIM, FGSM, PGD
+    from advlab.attacks.square import Square
+    from advlab.attacks.universal import UniversalAttack
+
+    # -- gradient attacks on the one engine (Goodfellow 2014, Kurakin 2016, Madry 2017, Dong 2018)
+    register("fgsm", FGSM, aliases=("fgm",), summary="one full step along the norm's steepest ascent")
+    register("bim", BIM, summary="iterative FGSM without random start")
+    register("pgd", PGD, summary="projected gradient descent with random start and restarts")
+    register("mifgsm", MIFGSM, aliases=("mi-fgsm",), summary="momentum iterative FGSM (transfer)")
+    # -- parameter-free evaluation attacks (Croce & Hein 2020); apgd = apgd-ce
+    register("apgd", APGD, aliases=("apgd-ce",), summary="Auto-PGD with the cross-entropy loss")
+    register("apgd-dlr", APGD, loss="dlr", summary="Auto-PGD with the DLR loss")
+    register("apgd-t", APGDT, summary="targeted Auto-PGD (DLR) over the 9 most likely wrong classes")
+    register("apgd-t3", APGDT, n_target_classes=3, summary="targeted Auto-PGD over the top 3 classes")
+    # -- score-based black box (Andriushchenko et al. 2020)
+    register("square", Square, summary="Square attack, 5,000 queries")
+    register("square1k", Square, queries=1000, summary="Square attack, 1,000 queries")
+    register("square2k", Square, queries=2000, summary="Square attack, 2,000 queries")
+    # -- minimum-norm attacks (Carlini & Wagner 2017; Moosavi-Dezfooli et al. 2016)
+    register("cw", CarliniWagnerL2, aliases=("cw-l2",), summary="Carlini-Wagner L2 (unbounded)")
+    register("deepfool", DeepFool, summary="DeepFool (unbounded)")
+    # -- physical world and universal perturbations (Kurakin 2016, Athalye 2018, Moosavi-Dezfooli 2017)
+    register("illc", ILLC, summary="iterative least-likely class")
+    register("eot", EOT, summary="expectation over transformation (print-and-photograph)")
+    register("universal", UniversalAttack, summary="a universal perturbation fitted on the batch")
+
+
+_register_builtin()
