@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from advlab.reporting.sections.analysis import ANALYSES
+from advlab.cli.cmd_analysis import ANALYSIS_NAMES
+from advlab.experiments.analysis import ANALYSES
 
 
 def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -24,6 +25,7 @@ def test_every_analysis_has_a_registered_section_and_template():
     keys = {k for k, _, _ in SECTIONS}
     templates = Path(__file__).resolve().parents[1] / "src/advlab/reporting/templates/sections"
     assert len(ANALYSES) == 10
+    assert tuple(ANALYSES) == ANALYSIS_NAMES  # the CLI's help lists every analysis
     for _, key in ANALYSES.values():
         assert key in keys and (templates / f"{key}.html.j2").is_file()
 
@@ -85,8 +87,7 @@ def test_sigmoid_objective_is_per_class_binary_cross_entropy():
     import torch
     import torch.nn.functional as F
 
-    from advlab.reporting.lecture import MODEL_RECIPES
-    from advlab.reporting.sections.analysis import SigmoidObjective
+    from advlab.experiments import MODEL_RECIPES, SigmoidObjective
 
     lin = torch.nn.Linear(3, 4)
     x, y = torch.randn(5, 3), torch.tensor([0, 3, 1, 1, 2])

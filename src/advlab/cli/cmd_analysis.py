@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import inspect
 import json
 import time
@@ -46,11 +45,14 @@ def analyze(
 ) -> None:
     """Run one of the lecture's analyses and write its numbers (JSON) and figures (PNG).
 
-    Models are the lecture's recipes, trained once and cached (see `advlab lecture`).
+    Models are the lecture's recipes, trained once and cached (see `advlab lecture`). The
+    numbers come from `advlab.experiments.analysis`; `advlab.reporting` only draws the figures.
     """
+    from advlab.experiments import ExperimentContext
+    from advlab.experiments.analysis import ANALYSES
     from advlab.io import atomic_write_bytes
-    from advlab.reporting.lecture import LectureContext
-    from advlab.reporting.sections.analysis import ANALYSES
+    from advlab.reporting.figures import figure_to_png
+    from advlab.reporting.figures_analysis import FIGURE_DPI, analysis_figures
 
     key = name.lower().replace("_", "-")
     if key not in ANALYSES:
@@ -72,25 +74,24 @@ def analyze(
     cache = _cache(cache_dir)
     train_ds, test_ds, notices = load_lecture_data(dataset, data_dir, cache, download)
     torch.manual_seed(seed)
-    ctx = LectureContext(train=train_ds, test=test_ds, quick=quick, cache_dir=cache / "models",
-                         seed=seed, progress=lambda m: console.print(f"[dim]{m}[/]"))
+    ctx = ExperimentContext(train=train_ds, test=test_ds, quick=quick, cache_dir=cache / "models",
+                            seed=seed, progress=lambda m: console.print(f"[dim]{m}[/]"))
     if model is not None:
         net = _load_model(model)
         ctx.use_model("cnn", net)  # the analyses' main network
     console.print(f"analysis [bold]{key}[/] on {train_ds.name} ({'quick' if quick else 'full'})")
-    sec = fn(ctx, **params)
+    res = fn(ctx, **params)
+    pngs = {f"{key}-{fig_name}.png": figure_to_png(fig, dpi=FIGURE_DPI)
+            for fig_name, fig in analysis_figures(res).items()}
     seconds = time.perf_counter() - t0
     out.mkdir(parents=True, exist_ok=True)
-    files = []
-    for fig_name, uri in sec.figures.items():
-        png = base64.b64decode(uri.split(",", 1)[1])
-        fname = f"{key}-{fig_name}.png"
+    for fname, png in pngs.items():
         atomic_write_bytes(out / fname, png)
-        files.append(fname)
+    files = list(pngs)
     result = {"analysis": key, "section": section_key, "dataset": train_ds.name,
               "mode": "quick" if quick else "full", "seed": seed, "params": params,
               "model": model, "version": __version__, "seconds": round(seconds, 2),
-              "notices": notices, "figures": files, "data": sec.data}
+              "notices": notices, "figures": files, "data": res.data}
     _write_json(out / f"{key}.json", result)
     console.print(f"wrote {out / (key + '.json')} and {len(files)} figure(s) in {seconds:.0f} s")
     out_console.print(json.dumps({k: result[k] for k in ("analysis", "dataset", "seconds", "figures")}))

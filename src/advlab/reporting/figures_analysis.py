@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import matplotlib
@@ -19,16 +19,32 @@ from advlab.analysis.cross_section import CrossSection  # noqa: E402
 from advlab.analysis.decision_map import DecisionMaps  # noqa: E402
 from advlab.analysis.generative import GenerativeComparison  # noqa: E402
 from advlab.analysis.linear import LogisticSignResult, UniversalSignResult  # noqa: E402
-from advlab.analysis.model_based import ModelBasedResult  # noqa: E402
+from advlab.analysis.model_based import ModelBasedResult, mean_sine  # noqa: E402
 from advlab.analysis.noise import NoiseResult  # noqa: E402
-from advlab.analysis.rbf import FGSMRow  # noqa: E402
+from advlab.analysis.rbf import PUBLISHED_FGSM, FGSMRow  # noqa: E402
 from advlab.analysis.same_norm import SameNormResult  # noqa: E402
 from advlab.analysis.subspace import SubspaceResult  # noqa: E402
+from advlab.experiments.analysis import (  # noqa: E402
+    AnalysisRun,
+    ClassSweepRun,
+    CrossSectionsRun,
+    DecisionMapsRun,
+    GenerativeRun,
+    LinearModelsRun,
+    ModelBasedRun,
+    NoiseRun,
+    RBFRun,
+    SameNormRun,
+    SubspaceRun,
+)
 
 __all__ = ["cross_sections_figure", "decision_maps_figure", "same_norm_figure",
            "logistic_sign_figure", "class_sweep_figure", "gradient_ascent_figure",
            "fgsm_rows_figure", "noise_figure", "subspace_figure", "generative_figure",
-           "model_based_figure"]
+           "model_based_figure", "analysis_figures", "FIGURE_DPI"]
+
+#: resolution of the analysis figures (report and ``advlab analyze`` PNGs)
+FIGURE_DPI = 90
 
 from advlab.reporting.figures import _show as _show_image  # noqa: E402
 
@@ -307,3 +323,60 @@ def model_based_figure(res: ModelBasedResult, fn=None) -> Figure:  # type: ignor
     axes[1].legend(fontsize=7, loc="lower left")
     fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.85)
     return fig
+
+
+# ============================================================================= one experiment's figures
+# (an :class:`~advlab.experiments.analysis.AnalysisRun` in, ``{figure name: Figure}`` out)
+
+#: the published FGSM rows drawn next to ours in the RBF figure
+_RBF_PUBLISHED = ("shallow RBF network", "shallow softmax")
+
+
+def _class_sweep_figures(run: ClassSweepRun) -> dict[str, Figure]:
+    title = f"CNN: gradient ascent on log p({run.classes[run.target]} | x)"
+    return {"sweep": class_sweep_figure(run.sweeps, run.classes),
+            "ascent": gradient_ascent_figure(run.ascent, run.classes, title)}
+
+
+def _rbf_figures(run: RBFRun) -> dict[str, Figure]:
+    published = {k: PUBLISHED_FGSM[k] for k in _RBF_PUBLISHED}
+    return {"bars": fgsm_rows_figure(run.rows, published)}
+
+
+def _subspace_figures(run: SubspaceRun) -> dict[str, Figure]:
+    title = f"GAAS on {run.result.n} test images, transfer to a second CNN"
+    return {"hist": subspace_figure(run.result, title)}
+
+
+_FIGURES: dict[type, Callable[[Any], dict[str, Figure]]] = {
+    CrossSectionsRun: lambda r: {"cross": cross_sections_figure(r.sections, r.titles, r.classes)},
+    DecisionMapsRun: lambda r: {k: decision_maps_figure(m, r.classes) for k, m in r.maps.items()},
+    SameNormRun: lambda r: {"same_norm": same_norm_figure(r.result, r.classes)},
+    LinearModelsRun: lambda r: {"logistic": logistic_sign_figure(r.logistic, r.classes,
+                                                                 universal=r.universal)},
+    ClassSweepRun: _class_sweep_figures,
+    RBFRun: _rbf_figures,
+    NoiseRun: lambda r: {"noise": noise_figure(r.results, r.classes)},
+    SubspaceRun: _subspace_figures,
+    GenerativeRun: lambda r: {"mixtures": generative_figure(r.result)},
+    ModelBasedRun: lambda r: {"landscape": model_based_figure(r.outside, mean_sine)},
+}
+
+
+def analysis_figures(run: AnalysisRun) -> dict[str, Figure]:
+    """The figures of one analysis experiment (:mod:`advlab.experiments.analysis`), by name.
+
+    Args:
+        run: what a ``run_*`` function of :mod:`advlab.experiments.analysis` returned.
+
+    Returns:
+        ``{figure name: Figure}`` in the order the report shows them.
+
+    Raises:
+        TypeError: ``run`` is not one of the analysis experiments' results.
+    """
+    draw = _FIGURES.get(type(run))
+    if draw is None:
+        raise TypeError(f"no figures for {type(run).__name__}; expected one of "
+                        f"{', '.join(t.__name__ for t in _FIGURES)}")
+    return draw(run)
