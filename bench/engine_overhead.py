@@ -3,8 +3,10 @@
 Loads advlab twice in one Python process: the working tree's ``src/`` and another
 checkout's ``src/`` (``--baseline``, e.g. a ``git worktree`` of the commit before a
 refactor), then alternates one training epoch of each (FGSM-RS and PGD-AT on the
-strided CNN, MNIST) ``--repeats`` times with the same seed, and prints the median
-time of each and their ratio. It also checks that both trees produce the same weights.
+strided CNN, MNIST) and one full-budget attack of each (PGD-40, APGD-40 on 1000
+images) ``--repeats`` times with the same seed, and prints the median time of each
+and their ratio. It also checks that both trees produce the same weights and the
+same adversarial examples.
 
 Example::
 
@@ -38,12 +40,30 @@ def load_advlab(src: Path) -> dict[str, Any]:
         defenses = importlib.import_module("advlab.defenses")
         models = importlib.import_module("advlab.models")
         data = importlib.import_module("advlab.data")
+        attacks = importlib.import_module("advlab.attacks")
+        threat = importlib.import_module("advlab.threat")
     finally:
         sys.path.remove(str(src))
-    return {"defenses": defenses, "models": models, "data": data, "src": str(src)}
+    return {"defenses": defenses, "models": models, "data": data, "attacks": attacks, "threat": threat,
+            "src": str(src)}
+
+
+def attack_run(lib: dict[str, Any], kind: str, x: torch.Tensor, y: torch.Tensor,
+               seed: int) -> tuple[float, Any]:
+    """One full-budget attack on a seeded strided CNN (the cost does not depend on training)."""
+    a, m, t = lib["attacks"], lib["models"], lib["threat"]
+    torch.manual_seed(seed)
+    model = m.create_model("strided-cnn", in_shape=[1, 28, 28], num_classes=10).eval()
+    atk = a.PGD(steps=40, step_size=0.01, random_init=False) if kind == "pgd-40" else a.APGD(steps=40)
+    t0 = time.perf_counter()
+    r = atk(model, x, y, threat=t.ThreatModel("linf", 0.3), generator=torch.Generator().manual_seed(seed),
+            batch_size=500)
+    return time.perf_counter() - t0, [r.x_adv]
 
 
 def epoch(lib: dict[str, Any], kind: str, x: torch.Tensor, y: torch.Tensor, seed: int) -> tuple[float, Any]:
+    if kind in ("pgd-40", "apgd-40"):
+        return attack_run(lib, kind, x[:1000], y[:1000], seed)
     d, m = lib["defenses"], lib["models"]
     torch.manual_seed(seed)
     model = m.create_model("strided-cnn", in_shape=[1, 28, 28], num_classes=10)
@@ -64,6 +84,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n", type=int, default=6000, help="MNIST training images per epoch")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--kinds", default="fgsm-rs,pgd-at,pgd-40,apgd-40",
+                   help="training epochs (fgsm-rs, pgd-at) and full-budget attacks on 1000 images "
+                        "(pgd-40, apgd-40)")
     p.add_argument("--data-dir", type=Path,
                    default=Path(os.environ.get("ADVLAB_DATA", REPO.parent / "shared" / "data")))
     p.add_argument("--out", type=Path, default=None, help="results JSON")
@@ -75,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     rows: dict[str, Any] = {}
     for name in libs:  # warm-up (first-call costs), not timed
         epoch(libs[name], "fgsm-rs", x[:200], y[:200], seed=0)
-    for kind in ("fgsm-rs", "pgd-at"):
+    for kind in args.kinds.split(","):
         times: dict[str, list[float]] = {"baseline": [], "tree": []}
         weights: dict[str, Any] = {}
         for r in range(args.repeats):
@@ -84,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
                 t, w = epoch(libs[name], kind, x, y, seed=0)
                 times[name].append(t)
                 weights[name] = w
+        # the same weights (training) or adversarial examples (attacks) from both trees
         same = all(torch.equal(a, b) for a, b in zip(weights["baseline"], weights["tree"], strict=True))
         med = {k: statistics.median(v) for k, v in times.items()}
         rows[kind] = {"seconds": times, "median": med, "ratio": med["tree"] / med["baseline"],
