@@ -3,7 +3,7 @@
 Loads advlab twice in one Python process: the working tree's ``src/`` and another
 checkout's ``src/`` (``--baseline``, e.g. a ``git worktree`` of the commit before a
 refactor), then alternates one training epoch of each (FGSM-RS and PGD-AT on the
-strided CNN, MNIST) and one full-budget attack of each (PGD-40, APGD-40 on 1000
+strided CNN, MNIST) and one full-budget attack of each (process CPU time, one thread) (PGD-40, APGD-40 on 1000
 images) ``--repeats`` times with the same seed, and prints the median time of each
 and their ratio. It also checks that both trees produce the same weights and the
 same adversarial examples.
@@ -55,10 +55,10 @@ def attack_run(lib: dict[str, Any], kind: str, x: torch.Tensor, y: torch.Tensor,
     torch.manual_seed(seed)
     model = m.create_model("strided-cnn", in_shape=[1, 28, 28], num_classes=10).eval()
     atk = a.PGD(steps=40, step_size=0.01, random_init=False) if kind == "pgd-40" else a.APGD(steps=40)
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     r = atk(model, x, y, threat=t.ThreatModel("linf", 0.3), generator=torch.Generator().manual_seed(seed),
             batch_size=500)
-    return time.perf_counter() - t0, [r.x_adv]
+    return time.process_time() - t0, [r.x_adv]
 
 
 def epoch(lib: dict[str, Any], kind: str, x: torch.Tensor, y: torch.Tensor, seed: int) -> tuple[float, Any]:
@@ -73,9 +73,9 @@ def epoch(lib: dict[str, Any], kind: str, x: torch.Tensor, y: torch.Tensor, seed
     else:
         obj = d.PGDTraining(eps=0.3, steps=7)
         cfg = d.TrainConfig(epochs=1, batch_size=100, lr=1e-3, seed=seed)
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     d.fit(model, x, y, cfg, objective=obj)
-    return time.perf_counter() - t0, [p.detach().clone() for p in model.parameters()]
+    return time.process_time() - t0, [p.detach().clone() for p in model.parameters()]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -110,10 +110,16 @@ def main(argv: list[str] | None = None) -> int:
         # the same weights (training) or adversarial examples (attacks) from both trees
         same = all(torch.equal(a, b) for a, b in zip(weights["baseline"], weights["tree"], strict=True))
         med = {k: statistics.median(v) for k, v in times.items()}
-        rows[kind] = {"seconds": times, "median": med, "ratio": med["tree"] / med["baseline"],
-                      "same_weights": same}
-        print(f"{kind}: baseline {med['baseline']:.2f}s, tree {med['tree']:.2f}s, "
-              f"ratio {med['tree'] / med['baseline']:.3f}, same weights: {same}", flush=True)
+        # adjacent runs of the two trees form a pair: its ratio cancels the machine's drift
+        paired = [t / b for t, b in zip(times["tree"], times["baseline"], strict=True)]
+        q = statistics.quantiles(paired, n=4) if len(paired) > 1 else [paired[0]] * 3
+        rows[kind] = {"cpu_seconds": times, "median": med, "paired_ratios": paired,
+                      "ratio_paired_median": statistics.median(paired),
+                      "ratio_paired_quartiles": [q[0], q[2]], "same_weights": same}
+        print(f"{kind}: CPU s median baseline {med['baseline']:.2f}, tree {med['tree']:.2f}; "
+              f"paired ratio tree/baseline median {statistics.median(paired):.3f} "
+              f"(quartiles {q[0]:.3f}-{q[2]:.3f}, {len(paired)} pairs); same weights: {same}",
+              flush=True)
     if args.out:
         args.out.write_text(json.dumps({"n": args.n, "repeats": args.repeats, "threads": args.threads,
                                         "rows": rows}, indent=2))
