@@ -10,8 +10,8 @@ same adversarial examples.
 
 Example::
 
-    git worktree add /tmp/base <commit>
-    .venv/bin/python bench/engine_overhead.py --baseline /tmp/base --n 6000 --repeats 3
+    git worktree add ../advlab-base <commit>
+    .venv/bin/python bench/engine_overhead.py --baseline ../advlab-base --n 6000 --repeats 3
 """
 
 from __future__ import annotations

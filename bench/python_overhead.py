@@ -6,7 +6,7 @@ overhead. Compare it with a real step (tens of milliseconds for a CNN on 100 MNI
 
 Example::
 
-    .venv/bin/python bench/python_overhead.py --baseline /tmp/base
+    .venv/bin/python bench/python_overhead.py --baseline ../advlab-base
 """
 
 from __future__ import annotations
