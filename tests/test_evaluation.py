@@ -245,3 +245,29 @@ def test_bad_inputs(binary: Binary) -> None:
         evaluate(b.model, b.x, b.y[:-1])
     with pytest.raises(ValueError, match="eps"):
         accuracy_vs_eps(b.model, b.x, b.y, FGSM(), [0.1, -0.1])
+
+
+# --------------------------------------------------------------------------- minimum-norm attacks
+
+
+def test_minimum_norm_attack_counts_only_inside_the_ball_and_gives_the_curve_in_one_run(
+        binary: Binary) -> None:
+    """DeepFool on a linear binary model finds the exact minimal Linf perturbation
+    ``margin / ||w||_1`` (times 1 + overshoot): broken at eps iff that is <= eps."""
+    from advlab.attacks import DeepFool
+
+    b = binary
+    atk = DeepFool(steps=5, overshoot=1e-4)
+    eps_grid = [0.0, 0.01, 0.03, 0.08, 0.15]
+    curve = accuracy_vs_eps(b.model, b.x, b.y, atk, eps_grid, "linf")
+    assert curve.passes > 0
+    one_run = curve.passes
+    for e, acc in zip(eps_grid, curve.accuracy, strict=True):
+        expected = float(b.robust(e).float().mean())
+        assert abs(acc - expected) <= 1 / N + 1e-9, (e, acc, expected)
+        # evaluate() agrees: an unbounded attack's adversarial counts only inside the ball
+        r = evaluate(b.model, b.x, b.y, atk, ThreatModel("linf", e))
+        assert abs(r.robust_acc - expected) <= 1 / N + 1e-9
+    # the whole curve cost one run, not one per eps
+    r = evaluate(b.model, b.x, b.y, atk, ThreatModel("linf", 0.15))
+    assert one_run == r.passes

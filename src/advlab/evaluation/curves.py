@@ -57,7 +57,9 @@ def accuracy_vs_eps(
     A point counts as robust when it is classified correctly both clean and
     after the attack. For a single-step attack without random start (FGSM/FGM) the gradient does
     not depend on ``eps``: it is computed once and every budget costs one extra
-    forward pass. Other attacks run once per budget.
+    forward pass. An unbounded (minimum-norm) attack (FMN, DDN, FAB, CW, DeepFool) runs
+    once: a point is broken at ``eps`` when its smallest adversarial perturbation
+    found has norm at most ``eps``. Other attacks run once per budget.
     """
     eps = [float(e) for e in eps]
     threats = [ThreatModel(norm, e, bounds) for e in eps]
@@ -88,6 +90,8 @@ def accuracy_vs_eps(
                         adv_ok = model(xa).argmax(1) == cb.classes
                         correct[i] += int((clean_ok & adv_ok).sum())
         accs = [int(c) / n for c in correct]
+    elif not attack.bounded and threats:
+        accs, passes = _minimum_norm_curve(model, x, labels, attack, threats, generator, batch_size)
     else:
         with eval_mode(model, "evaluation"):
             clean_ok = predict(model, x, batch_size).argmax(1) == labels
@@ -100,3 +104,20 @@ def accuracy_vs_eps(
             accs.append(float((clean_ok & (r.logits.argmax(1) == labels)).float().mean()))
     return AccuracyCurve(attack=name or type(attack).__name__, norm=threats[0].norm if threats
                          else norm, eps=eps, accuracy=accs, passes=passes)
+
+
+def _minimum_norm_curve(model: nn.Module, x: torch.Tensor, labels: torch.Tensor, attack: Attack,
+                        threats: list[ThreatModel], generator: torch.Generator | None,
+                        batch_size: int) -> tuple[list[float], int]:
+    """The whole curve from one run of a minimum-norm attack: broken at eps iff distance <= eps."""
+    largest = max(threats, key=lambda t: t.eps)
+    with eval_mode(model, "evaluation"):
+        clean_ok = predict(model, x, batch_size).argmax(1) == labels
+    r = attack(model, x, Misclassification(labels), threat=largest, generator=generator,
+               batch_size=batch_size)
+    n = max(1, x.shape[0])
+    accs = []
+    for t in threats:
+        broken = r.success & (r.distance <= t.eps * (1 + 1e-6))
+        accs.append(int((clean_ok & ~broken).sum()) / n)
+    return accs, int(r.passes.sum())

@@ -35,7 +35,9 @@ class EvalResult:
     """Result of :func:`evaluate`.
 
     ``robust_acc`` counts a point as robust when it is classified correctly both
-    clean and after the attack (RobustBench convention). ``adv_error_rate`` is
+    clean and after the attack (RobustBench convention). For an unbounded
+    (minimum-norm) attack, an adversarial example counts only if it lies inside
+    the threat model's ball. ``adv_error_rate`` is
     the error rate on the adversarial examples of *all* points, the figure that
     Goodfellow et al. (2014) report. ``attack_success_rate`` is measured on the
     points the model classifies correctly.
@@ -131,6 +133,8 @@ def evaluate(
     adv_logits = res.logits
     adv_pred = adv_logits.argmax(1)
     adv_wrong = adv_pred != labels
+    if not attack.bounded:  # a minimum-norm attack breaks a point only inside the threat model
+        adv_wrong = adv_wrong & threat.contains(res.x_adv, x)
     robust_correct = clean_correct & ~adv_wrong
     conf = confidence(model, adv_logits)
     succ = adv_wrong[clean_correct]
