@@ -138,3 +138,34 @@ def test_settings_record_what_ran_not_defaults():
                               "random_init": True, "restarts": 1, "loss": "ce", "early_stop": False}
     assert repr(atk).startswith("PGD(steps=7,")
     assert isinstance(atk, PGD)
+
+
+def test_step_size_and_rel_step_size_together_is_an_error(monkeypatch, capsys, tmp_path):  # type: ignore[no-untyped-def]
+    import torch
+
+    from advlab.threat import ThreatModel
+
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2))
+    with pytest.raises(ValueError, match="not both"):
+        PGD(steps=3, step_size=0.1, rel_step_size=0.2)(model, torch.rand(2, 1, 2, 2),
+                                                       torch.tensor([0, 1]),
+                                                       threat=ThreatModel("linf", 0.1))
+    code, err = run_main(monkeypatch, capsys, "eval", str(tmp_path / "m"), "--attack", "pgd",
+                         "--step-size", "0.1", "--rel-step-size", "0.2")
+    assert code == 2 and "not both" in err
+    code, err = run_main(monkeypatch, capsys, "eval", str(tmp_path / "m"), "--attack", "pgd",
+                         "--steps", "0")
+    assert code == 2 and "steps must be" in err  # 0 is not the default
+
+
+def test_threat_eps_bool_and_classes_parsing():
+    from advlab.cli._common import UsageError, _parse_classes
+    from advlab.threat import ThreatModel
+
+    with pytest.raises(TypeError, match="bool"):
+        ThreatModel("linf", True)
+    assert _parse_classes("3,7") == [3, 7] and _parse_classes("3vs7") == [3, 7]
+    assert _parse_classes("0-4") == [0, 1, 2, 3, 4]
+    for bad in ("-1,3", "7-3", "3,3", "a", "3-"):
+        with pytest.raises(UsageError):
+            _parse_classes(bad)

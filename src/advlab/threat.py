@@ -202,6 +202,8 @@ class ThreatModel:
     def __post_init__(self) -> None:
         strategy = get_norm(self.norm)
         object.__setattr__(self, "norm", strategy.name)
+        if isinstance(self.eps, bool):
+            raise TypeError(f"eps must be a number, got the bool {self.eps}")
         try:
             eps = float(self.eps)
         except (TypeError, ValueError):

@@ -181,7 +181,10 @@ def require_loss(loss: object) -> None:
 
 
 def require_step(step_size: float | None, rel_step_size: float | None) -> None:
-    """Raise ``ValueError`` for a negative absolute or relative step size."""
+    """Raise ``ValueError`` for a negative step size, or for both an absolute and a relative one."""
+    if step_size is not None and rel_step_size is not None:
+        raise ValueError(f"give step_size ({step_size}) or rel_step_size ({rel_step_size}), not both: "
+                         "step_size would silently win")
     if step_size is not None and not step_size >= 0:
         raise ValueError(f"step_size must be >= 0, got {step_size}")
     if rel_step_size is not None and not rel_step_size >= 0:

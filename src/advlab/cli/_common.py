@@ -51,12 +51,26 @@ def _cache(cache_dir: Path | None) -> Path:
 
 
 def _parse_classes(spec: str | None) -> list[int] | None:
-    if not spec:
+    """``"3,7"`` (or ``"3vs7"``) -> ``[3, 7]``; ``"0-4"`` -> ``[0, 1, 2, 3, 4]`` (an inclusive range).
+
+    Negative, duplicate or malformed entries are a usage error, never reinterpreted.
+    """
+    if spec is None or not spec.strip():
         return None
-    try:
-        return [int(c) for c in spec.replace("-", ",").replace("vs", ",").split(",") if c.strip()]
-    except ValueError:
-        raise UsageError(f"--classes must be a comma-separated list of class indices, got {spec!r}") from None
+    bad = UsageError(f"--classes must be class indices such as 3,7 or a range such as 0-4, got {spec!r}")
+    out: list[int] = []
+    for part in spec.replace("vs", ",").split(","):
+        part = part.strip()
+        lo, sep, hi = part.partition("-")
+        if not part or not lo.strip().isdigit() or (sep and not hi.strip().isdigit()):
+            raise bad
+        first, last = int(lo), int(hi) if sep else int(lo)
+        if last < first:
+            raise bad
+        out.extend(range(first, last + 1))
+    if len(set(out)) != len(out):
+        raise UsageError(f"--classes lists a class twice: {spec!r}")
+    return out
 
 
 def _parse_floats(spec: str, what: str) -> list[float]:
