@@ -25,7 +25,7 @@ CONTRACT: dict[str, dict[str, object]] = {
     "mifgsm": {"steps": 4}, "apgd": {"steps": 5}, "apgd-dlr": {"steps": 5},
     "apgd-t": {"steps": 3, "n_target_classes": 2}, "apgd-t3": {"steps": 3},
     "square": {"queries": 20}, "square1k": {}, "square2k": {},  # variants fix their queries
-    "cw": {"steps": 10, "binary_search_steps": 2}, "deepfool": {"steps": 5},
+    "cw": {"steps": 10, "binary_search_steps": 2}, "deepfool": {"steps": 5}, "ddn": {"steps": 10},
     "illc": {"steps": 4}, "eot": {"samples": 2, "steps": 3},
     "universal": {"max_passes": 2, "batch_size": 2},
 }
@@ -49,6 +49,10 @@ EXEMPT: dict[tuple[str, str], str] = {
     ("cw", "eps_zero"): "unbounded: eps = 0 does not restrict it",
     ("deepfool", "eps_zero"): "unbounded: eps = 0 does not restrict it",
     ("deepfool", "l1"): "DeepFool is defined for the l2 and linf norms (l1 is rejected)",
+    ("ddn", "within_ball"): "unbounded minimum-norm attack: ignores eps (checked: inside the box)",
+    ("ddn", "eps_zero"): "unbounded: eps = 0 does not restrict it",
+    ("ddn", "linf"): "DDN is an L2 attack (linf is rejected)",
+    ("ddn", "l1"): "DDN is an L2 attack (l1 is rejected)",
 }
 
 
@@ -64,6 +68,11 @@ def registered(name: str) -> str:
 
 def exempt(name: str, what: str) -> bool:
     return (registered(name), what) in EXEMPT
+
+
+def a_norm(name: str) -> str:
+    """Linf, or the first norm the attack supports."""
+    return next(n for n in NORMS if not exempt(name, n))
 
 
 ATTACK_NAMES = list(attacks())
@@ -178,7 +187,7 @@ def test_no_side_effects(name):  # type: ignore[no-untyped-def]
     params = copy.deepcopy(model.state_dict())
     rng_before = torch.get_rng_state()
     model.eval()
-    attacks()[name](model, x, y, threat=ThreatModel("linf", 0.2),
+    attacks()[name](model, x, y, threat=ThreatModel(a_norm(name), 0.2),
                     generator=torch.Generator().manual_seed(0))
     assert torch.equal(x, x_copy) and torch.equal(y, y_copy)
     assert not model.training
@@ -188,7 +197,7 @@ def test_no_side_effects(name):  # type: ignore[no-untyped-def]
     # train mode: warned, run in eval mode, restored
     model.train()
     with pytest.warns(UserWarning, match="train mode"):
-        attacks()[name](model, x, y, threat=ThreatModel("linf", 0.2),
+        attacks()[name](model, x, y, threat=ThreatModel(a_norm(name), 0.2),
                         generator=torch.Generator().manual_seed(0))
     assert model.training
 
@@ -347,6 +356,7 @@ NOT_ITERATIVE = {
     "square2k": "random search without gradients (its own query budget)",
     "cw": "minimum-norm optimiser of a penalty, not a bounded ascent",
     "deepfool": "minimum-norm linearisation steps, not a bounded ascent",
+    "ddn": "minimum-norm: the ball's radius adapts per sample, not a bounded ascent",
     "universal": "one perturbation fitted for the whole batch",
 }
 
@@ -480,12 +490,12 @@ def test_never_weaker_than_a_plain_loop_of_the_same_algorithm(name, seed):  # ty
 
 
 @pytest.mark.parametrize("name,key", [("cw", "l2"), ("cw", "const"), ("illc", "targets"),
-                                      ("eot", "expected_success")])
+                                      ("eot", "expected_success"), ("ddn", "norm")])
 def test_per_sample_info_survives_batching(name, key):  # type: ignore[no-untyped-def]
     model, x, y, _ = make_case({"n": 7, "shape": (1, 4, 4), "classes": 3, "eps": 0,
                                 "bounds": (0.0, 1.0), "seed": 21})
     atk = attacks()[name]
-    threat = ThreatModel("l2" if name == "cw" else "linf", 0.3)
+    threat = ThreatModel("l2" if name in ("cw", "ddn") else "linf", 0.3)
     whole = atk(model, x, y, threat=threat, generator=torch.Generator().manual_seed(2))
     parts = atk(model, x, y, threat=threat, generator=torch.Generator().manual_seed(2), batch_size=3)
     assert whole.info[key].shape[0] == 7 and parts.info[key].shape[0] == 7
@@ -545,3 +555,28 @@ def test_tree_and_substitute_attacks_meet_the_contract(which, norm):  # type: ig
     else:  # ... and the substitute's
         with torch.no_grad():
             assert torch.equal(r.success, sub.attack_model_(r.x_adv).argmax(1) != y)
+
+
+@pytest.mark.parametrize("name", ATTACK_NAMES)
+def test_no_generator_means_a_private_seeded_one_never_the_global_rng(name):  # type: ignore[no-untyped-def]
+    model, x, y, _ = make_case({"n": 5, "shape": (1, 4, 4), "classes": 3, "eps": 0,
+                                "bounds": (0.0, 1.0), "seed": 6})
+    threat = ThreatModel(a_norm(name), 0.2)
+    rng = torch.get_rng_state()
+    a = attacks()[name](model, x, y, threat=threat)
+    torch.manual_seed(12345)  # whatever the global state, the answer is the same
+    b = attacks()[name](model, x, y, threat=threat)
+    torch.set_rng_state(rng)
+    assert torch.equal(a.x_adv, b.x_adv)
+    c = attacks()[name](model, x, y, threat=threat)
+    assert torch.equal(torch.get_rng_state(), rng)
+    assert torch.equal(a.x_adv, c.x_adv)
+
+
+def test_nan_outputs_are_not_successes():
+    from advlab.criteria import Misclassification, TargetedMisclassification
+
+    logits = torch.tensor([[0.0, 1.0], [float("nan"), 0.0], [0.0, float("inf")]])
+    assert Misclassification(torch.tensor([0, 1, 1])).is_success(logits).tolist() == [True, False, False]
+    assert TargetedMisclassification(torch.tensor([1, 0, 1])).is_success(logits).tolist() == \
+        [True, False, False]

@@ -36,3 +36,16 @@ def test_failed_write_keeps_old_file_and_leaves_no_temp(tmp_path: Path) -> None:
 def test_checkpoint_re_exports_the_writers() -> None:
     assert advlab.checkpoint.atomic_write_bytes is atomic_write_bytes
     assert advlab.checkpoint.atomic_write_text is atomic_write_text
+
+
+def test_json_is_strict_nan_becomes_null_and_inf_a_string(tmp_path):  # type: ignore[no-untyped-def]
+    import json as _json
+
+    from advlab.io import atomic_write_json
+
+    p = tmp_path / "r.json"
+    atomic_write_json(p, {"acc": float("nan"), "rows": [1.0, float("inf"), (2.0, -float("inf"))]})
+    text = p.read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    assert _json.loads(text, parse_constant=lambda c: (_ for _ in ()).throw(ValueError(c))) == \
+        {"acc": None, "rows": [1.0, "inf", [2.0, "-inf"]]}

@@ -38,7 +38,10 @@ class Criterion(ABC):
 
     @abstractmethod
     def is_success(self, logits: torch.Tensor) -> torch.Tensor:
-        """Boolean per sample: does this output satisfy the criterion?"""
+        """Boolean per sample: does this output satisfy the criterion?
+
+        An output with a NaN or infinite logit is never a success: its argmax means nothing.
+        """
 
     def loss(self, logits: torch.Tensor, kind: str = "ce") -> torch.Tensor:
         """Per-sample objective to maximise (``kind``: ``"ce" | "cw" | "dlr"``)."""
@@ -70,7 +73,7 @@ class Misclassification(Criterion):
         return self.classes
 
     def is_success(self, logits: torch.Tensor) -> torch.Tensor:
-        return logits.argmax(dim=1) != self.classes
+        return (logits.argmax(dim=1) != self.classes) & _finite_rows(logits)
 
 
 class TargetedMisclassification(Criterion):
@@ -86,7 +89,12 @@ class TargetedMisclassification(Criterion):
         return self.classes
 
     def is_success(self, logits: torch.Tensor) -> torch.Tensor:
-        return logits.argmax(dim=1) == self.classes
+        return (logits.argmax(dim=1) == self.classes) & _finite_rows(logits)
+
+
+def _finite_rows(logits: torch.Tensor) -> torch.Tensor:
+    """Rows without NaN or infinity: a model that breaks down is not fooled (no success)."""
+    return torch.isfinite(logits).all(dim=1)
 
 
 def as_criterion(criterion: Criterion | torch.Tensor) -> Criterion:

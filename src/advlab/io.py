@@ -13,6 +13,7 @@ them.
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -54,7 +55,8 @@ def atomic_write_json(path: str | Path, obj: Any, *, indent: int | None = 2,
                       sort_keys: bool = False) -> None:
     """Write ``obj`` as JSON (plus a final newline) to ``path`` atomically.
 
-    Values JSON cannot represent (paths, dates, ...) are written as ``str(value)``.
+    Values JSON cannot represent (paths, dates, ...) are written as ``str(value)``; NaN as
+    ``null`` and infinities as ``"inf"``/``"-inf"`` (strict JSON has neither).
 
     Args:
         path: the target file; missing parent directories are created.
@@ -62,4 +64,18 @@ def atomic_write_json(path: str | Path, obj: Any, *, indent: int | None = 2,
         indent: ``json.dumps`` indentation (``None``: one line).
         sort_keys: sort the keys of every object.
     """
-    atomic_write_text(path, json.dumps(obj, indent=indent, sort_keys=sort_keys, default=str) + "\n")
+    text = json.dumps(_finite(obj), indent=indent, sort_keys=sort_keys, default=str, allow_nan=False)
+    atomic_write_text(path, text + "\n")
+
+
+def _finite(obj: Any) -> Any:
+    """``obj`` with NaN as ``None`` and infinities as ``"inf"``/``"-inf"`` (strict JSON has neither)."""
+    if isinstance(obj, float):
+        if math.isnan(obj):
+            return None
+        return obj if math.isfinite(obj) else ("inf" if obj > 0 else "-inf")
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj

@@ -7,6 +7,7 @@ aliases, class, settings); build one by name with :func:`create_attack`.
 from advlab.attacks.apgd import APGD, APGDT
 from advlab.attacks.base import Attack, AttackResult
 from advlab.attacks.cw import CW, CarliniWagnerL2
+from advlab.attacks.ddn import DDN
 from advlab.attacks.deepfool import DeepFool
 from advlab.attacks.eot import EOT
 from advlab.attacks.illc import ILLC
@@ -25,7 +26,7 @@ from advlab.attacks.square import Square
 from advlab.attacks.universal import UniversalAttack
 
 __all__ = ["Attack", "AttackResult", "PGD", "BIM", "FGSM", "FGM", "MIFGSM", "ILLC", "EOT", "APGD",
-           "APGDT", "CW", "CarliniWagnerL2", "DeepFool", "Square", "UniversalAttack", "ATTACKS",
+           "APGDT", "CW", "CarliniWagnerL2", "DDN", "DeepFool", "Square", "UniversalAttack", "ATTACKS",
            "REGISTRY", "AttackEntry", "register", "get_entry", "create_attack", "attack_names",
            "canonical_names"]
 

@@ -21,8 +21,11 @@ from advlab.losses import LOSSES
 from advlab.threat import ThreatModel
 from advlab.validation import check_inputs, check_logits, eval_mode
 
-__all__ = ["Attack", "AttackResult", "constructor_settings", "store_settings", "require_int", "require_loss",
-           "require_step"]
+#: seed of the private generator an attack uses when it is given none
+DEFAULT_SEED = 0
+
+__all__ = ["Attack", "AttackResult", "DEFAULT_SEED", "constructor_settings", "store_settings",
+           "require_int", "require_loss", "require_step"]
 
 
 @dataclass
@@ -106,7 +109,9 @@ class Attack(ABC):
 
     ``attack(model, x, criterion, threat=ThreatModel("linf", 0.3))`` returns an
     :class:`AttackResult`. ``criterion`` is a :class:`~advlab.criteria.Criterion`
-    or a label tensor.
+    or a label tensor. Random draws come from ``generator``; without one, from a
+    private generator seeded with :data:`DEFAULT_SEED` (the global RNG is never used),
+    so two calls without a generator give the same answer.
     """
 
     #: whether the attack is restricted to a norm ball (minimal-perturbation attacks are not)
@@ -142,8 +147,16 @@ class Attack(ABC):
             raise ValueError(
                 f"labels/targets are on {crit.classes.device} but inputs on {x.device}"
             )
-        if batch_size is not None and batch_size <= 0:
-            raise ValueError(f"batch_size must be positive, got {batch_size}")
+        if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
+                                       or batch_size <= 0):
+            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if generator is None:  # never the global RNG: a private one with a documented seed
+            generator = torch.Generator(device=x.device).manual_seed(DEFAULT_SEED)
+        elif not isinstance(generator, torch.Generator):
+            raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+        elif generator.device != x.device:
+            raise ValueError(f"the generator is on {generator.device} but the inputs on {x.device}; "
+                             f"use torch.Generator(device={str(x.device)!r})")
         n = x.shape[0]
         with eval_mode(model):
             if n:

@@ -124,6 +124,7 @@ def _register_builtin() -> None:
     """advlab's own attacks (called once, below: the registry is defined with its contents)."""
     from advlab.attacks.apgd import APGD, APGDT
     from advlab.attacks.cw import CarliniWagnerL2
+    from advlab.attacks.ddn import DDN
     from advlab.attacks.deepfool import DeepFool
     from advlab.attacks.eot import EOT
     from advlab.attacks.illc import ILLC
@@ -149,6 +150,7 @@ def _register_builtin() -> None:
     # -- minimum-norm attacks (Carlini & Wagner 2017; Moosavi-Dezfooli et al. 2016)
     register("cw", CarliniWagnerL2, aliases=("cw-l2",), summary="Carlini-Wagner L2 (unbounded)")
     register("deepfool", DeepFool, summary="DeepFool (unbounded)")
+    register("ddn", DDN, summary="decoupled direction and norm, L2 minimum norm (unbounded)")
     # -- physical world and universal perturbations (Kurakin 2016, Athalye 2018, Moosavi-Dezfooli 2017)
     register("illc", ILLC, summary="iterative least-likely class")
     register("eot", EOT, summary="expectation over transformation (print-and-photograph)")

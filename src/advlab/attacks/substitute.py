@@ -296,8 +296,12 @@ class SubstituteAttack:
 
     def evaluate(self, oracle: Classifier | nn.Module, x: torch.Tensor, y: torch.Tensor,
                  threat: ThreatModel, attack: Attack | None = None,
-                 with_true_labels: bool = False) -> dict[str, Any]:
+                 with_true_labels: bool = False,
+                 generator: torch.Generator | None = None) -> dict[str, Any]:
         """Attack the oracle with the substitute's examples on ``(x, y)``.
+
+        ``generator`` feeds the crafting attack's random draws (a private seeded one when
+        ``None``, see :class:`~advlab.attacks.base.Attack`).
 
         The examples are crafted with the substitute's own predictions as labels (the attacker
         needs no labels, as in the paper's FGSM); ``with_true_labels`` also crafts them with
@@ -312,7 +316,7 @@ class SubstituteAttack:
         """
         orc = as_classifier(oracle)
         clean = orc.predict(x)
-        adv = orc.predict(self.craft(x, threat, attack=attack).x_adv)
+        adv = orc.predict(self.craft(x, threat, attack=attack, generator=generator).x_adv)
         ok = clean == y
         wrong = adv != y
         out: dict[str, Any] = {"oracle_misclassification": float(wrong.float().mean()),
@@ -320,7 +324,7 @@ class SubstituteAttack:
                "oracle_clean_acc": float(ok.float().mean()), "eval_queries": 2 * int(x.shape[0]),
                "n_examples": int(x.shape[0]), "threat": threat.to_dict()}
         if with_true_labels:
-            adv_t = orc.predict(self.craft(x, threat, labels=y, attack=attack).x_adv)
+            adv_t = orc.predict(self.craft(x, threat, labels=y, attack=attack, generator=generator).x_adv)
             out["oracle_misclassification_true_labels"] = float((adv_t != y).float().mean())
             out["eval_queries"] += int(x.shape[0])
         return out

@@ -137,7 +137,8 @@ def blackbox_section(ctx: LectureContext) -> Section:
 
     noise_fgsm = EOT(GaussianNoise(0.3, straight_through_clip=True), samples=8 if ctx.quick else 16, steps=1,
                      step_size=EPS)
-    smoothed = atk.evaluate(oracle, x_eval, y_eval, threat, attack=noise_fgsm)["oracle_misclassification"]
+    smoothed = atk.evaluate(oracle, x_eval, y_eval, threat, attack=noise_fgsm,
+                            generator=ctx.generator())["oracle_misclassification"]
     return Section("blackbox", "", data={
         "history": hist, "final": final, "queries": atk.queries_, "seed_n": seed_n,
         "n_eval": int(x_eval.shape[0]), "eps": EPS, "rho": rho, "settings": atk.settings(),
