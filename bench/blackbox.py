@@ -98,7 +98,8 @@ def _substitute_ensemble(atk: SubstituteAttack, args: argparse.Namespace, shape:
     view.substitute_ = EnsembleModel(subs, combine="logits").eval()
     pgd = PGD(steps=10, random_init=False)
     for key, a in (("FGSM-" + fgsm.loss, fgsm), ("PGD-10 (no random start)", pgd)):
-        out[key] = view.evaluate(eval_oracle, x_eval, y_eval, threat, attack=a)["oracle_misclassification"]
+        out[key] = view.evaluate(eval_oracle, x_eval, y_eval, threat, attack=a,
+                                 generator=torch.Generator().manual_seed(args.seed))["oracle_misclassification"]
         print(f"[{name}] ensemble of {len(subs)} substitutes, {key}: {out[key]:.2%}", file=sys.stderr)
     out["seconds"] = time.perf_counter() - t0
     return out
@@ -122,7 +123,8 @@ def run_blackbox(oracle: Any, name: str, x_seed: torch.Tensor, x_eval: torch.Ten
                      steps=1, step_size=args.eps, loss=args.craft_loss)
 
     def cb(rnd: int, s: SubstituteAttack) -> dict[str, Any]:
-        r = s.evaluate(eval_oracle, x_eval, y_eval, threat, attack=fgsm, with_true_labels=True)
+        r = s.evaluate(eval_oracle, x_eval, y_eval, threat, attack=fgsm, with_true_labels=True,
+                       generator=torch.Generator().manual_seed(args.seed))
         print(f"[{name}] round {rnd}: {s.queries_} queries, train set {s.train_x_.shape[0]}, oracle "
               f"misclassification {r['oracle_misclassification']:.2%} (crafted with true labels: "
               f"{r['oracle_misclassification_true_labels']:.2%})", file=sys.stderr)
@@ -135,7 +137,8 @@ def run_blackbox(oracle: Any, name: str, x_seed: torch.Tensor, x_eval: torch.Ten
                 extra[f"noise-FGSM (sigma {args.craft_noise}, {args.craft_samples} samples)"] = smooth
             out["final_extra_attacks"] = {}
             for key, a in extra.items():
-                e = s.evaluate(eval_oracle, x_eval, y_eval, threat, attack=a)
+                e = s.evaluate(eval_oracle, x_eval, y_eval, threat, attack=a,
+                               generator=torch.Generator().manual_seed(args.seed))
                 out["final_extra_attacks"][key] = e["oracle_misclassification"]
                 print(f"[{name}] final substitute, {key}: oracle misclassification "
                       f"{e['oracle_misclassification']:.2%}", file=sys.stderr)
@@ -162,7 +165,8 @@ def run_blackbox(oracle: Any, name: str, x_seed: torch.Tensor, x_eval: torch.Ten
         if smooth is not None:
             rows[f"noise-FGSM (sigma {args.craft_noise}, {args.craft_samples} samples)"] = smooth
         for key, a in rows.items():
-            r = atk.evaluate(eval_oracle, x_eval, y_eval, threat, attack=a, with_true_labels=True)
+            r = atk.evaluate(eval_oracle, x_eval, y_eval, threat, attack=a, with_true_labels=True,
+                             generator=torch.Generator().manual_seed(args.seed))
             replayed[key] = r["oracle_misclassification"]
             replayed[key + " (true labels)"] = r["oracle_misclassification_true_labels"]
             print(f"[{name}] ensemble of {args.ensemble} substitutes, {key}: "

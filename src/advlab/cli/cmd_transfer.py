@@ -341,7 +341,8 @@ def blackbox_cmd(
         last = rnd == substitute_epochs - 1
         if not (eval_every_round or last) or (last and ensemble > 1):  # the ensemble is measured after fit
             return {}
-        r = s.evaluate(eval_orc, x_eval, y_eval, threat, attack=fgsm)
+        r = s.evaluate(eval_orc, x_eval, y_eval, threat, attack=fgsm,
+                       generator=torch.Generator().manual_seed(seed))
         console.print(f"round {rnd}: {s.queries_} queries, oracle misclassifies "
                       f"{r['oracle_misclassification']:.2%} of the substitute's FGSM examples")
         return r
@@ -349,7 +350,8 @@ def blackbox_cmd(
     t0 = time.perf_counter()
     atk.fit(orc, x_seed, sub, generator=torch.Generator().manual_seed(seed), callback=callback)
     if ensemble > 1:
-        r = atk.evaluate(eval_orc, x_eval, y_eval, threat, attack=fgsm)
+        r = atk.evaluate(eval_orc, x_eval, y_eval, threat, attack=fgsm,
+                         generator=torch.Generator().manual_seed(seed))
         console.print(f"ensemble of {ensemble} substitutes: oracle misclassifies "
                       f"{r['oracle_misclassification']:.2%} of the crafted examples")
         atk.history_[-1].update(r, ensemble=ensemble)
