@@ -271,3 +271,11 @@ def test_minimum_norm_attack_counts_only_inside_the_ball_and_gives_the_curve_in_
     # the whole curve cost one run, not one per eps
     r = evaluate(b.model, b.x, b.y, atk, ThreatModel("linf", 0.15))
     assert one_run == r.passes
+
+
+@pytest.mark.parametrize("bs", [0, -3, 2.5, True])
+def test_bad_batch_size_is_a_clear_error(binary: Binary, bs) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ValueError, match="batch size must be a positive integer"):
+        predict(binary.model, binary.x, bs)
+    with pytest.raises(ValueError, match="batch size must be a positive integer"):
+        evaluate(binary.model, binary.x, binary.y, FGSM(), ThreatModel("linf", 0.1), batch_size=bs)

@@ -22,8 +22,15 @@ __all__ = ["EvalResult", "evaluate", "predict"]
 @torch.no_grad()
 def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
     """Logits of ``model`` on ``x`` in batches (no gradients)."""
+    check_batch_size(batch_size)
     outs = [model(x[s:s + batch_size]) for s in range(0, x.shape[0], batch_size)]
     return torch.cat(outs) if outs else x.new_zeros((0, 0))
+
+
+def check_batch_size(batch_size: object) -> None:
+    """Raise ``ValueError`` unless ``batch_size`` is a positive integer (``--batch-size``)."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch size must be a positive integer, got {batch_size!r}")
 
 
 def _mean(t: torch.Tensor) -> float:
@@ -109,6 +116,7 @@ def evaluate(
         keep_adversarials: keep ``x_adv`` and its logits in the result.
     """
     bounds = threat.bounds if threat is not None else (0.0, 1.0)
+    check_batch_size(batch_size)
     check_inputs(model, x, bounds)
     crit = Misclassification(labels)
     t0 = time.perf_counter()
