@@ -340,3 +340,21 @@ def test_eval_json_on_stdout_is_valid(run_main: Callable[..., Outcome], trained:
     assert res.code == 0, res.err
     d = json.loads(res.out)
     assert d["model"] == spaced.name and d["n_examples"] == 32
+
+
+def test_train_refuses_to_overwrite_a_checkpoint(tmp_path, module_env):  # type: ignore[no-untyped-def]
+    def run_cli(*a: str) -> subprocess.CompletedProcess[str]:
+        return advlab_cli(list(a), tmp_path, module_env)
+
+    out = tmp_path / "m"
+    args = ["train", "--model", "logistic", "--dataset", "digits", "--classes", "3,7", "--epochs", "1",
+            "--out", str(out)]
+    first = run_cli(*args)
+    assert first.returncode == 0, first.stderr
+    before = (out / "model.safetensors").read_bytes()
+    again = run_cli(*args, "--seed", "1")
+    assert again.returncode == 2 and "already holds a checkpoint" in again.stderr
+    assert (out / "model.safetensors").read_bytes() == before  # nothing lost
+    assert run_cli(*args, "--resume", "--overwrite").returncode == 2
+    assert run_cli(*args, "--seed", "1", "--overwrite").returncode == 0
+    assert (out / "model.safetensors").read_bytes() != before

@@ -54,6 +54,7 @@ def train(
     limit: Annotated[int | None, typer.Option(help="Use only the first N training examples.")] = None,
     classes: Annotated[str | None, typer.Option(help="Keep only these classes, e.g. 3,7.")] = None,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted run in --out.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace a checkpoint already in --out (without it, that is an error).")] = False,
     defense: Annotated[str, typer.Option(help="none, fgsm (Goodfellow), fgsm-rs (fast AT), pgd, trades or vat.")] = "none",
     eps: Annotated[float | None, typer.Option(help="Training eps (default: fgsm 0.25, fgsm-rs/pgd/trades 0.3 linf, vat 2.0 l2).")] = None,
     norm: Annotated[str | None, typer.Option(help="Threat-model norm (default linf; l2 for vat).")] = None,
@@ -81,6 +82,12 @@ def train(
     from advlab.models import create_model
 
     # validate every setting before loading data or training
+    if resume and overwrite:
+        raise UsageError("--resume and --overwrite contradict each other: continue or replace, not both")
+    if not resume and not overwrite and out.is_dir() and any(
+            (out / f).exists() for f in ("model.json", "model.safetensors", "train_state.safetensors")):
+        raise UsageError(f"{out} already holds a checkpoint; pass --resume to continue it or --overwrite "
+                         "to replace it")
     objective = cd.build_objective(defense, eps=eps, alpha=alpha, steps=steps, step_size=step_size,
                                    beta=beta, xi=xi, vat_iterations=vat_iterations,
                                    entropy_min=entropy_min, norm=norm)

@@ -72,6 +72,9 @@ class CleanObjective:
     def settings(self) -> dict[str, Any]:
         return {"defense": self.name}
 
+    def __repr__(self) -> str:
+        return "CleanObjective()"
+
 
 #: version of :meth:`TrainConfig.key_dict`; bump it when a field's meaning changes, so that
 #: model caches keyed on the config retrain instead of loading a model trained differently
