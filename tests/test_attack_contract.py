@@ -26,6 +26,7 @@ CONTRACT: dict[str, dict[str, object]] = {
     "apgd-t": {"steps": 3, "n_target_classes": 2}, "apgd-t3": {"steps": 3},
     "square": {"queries": 20}, "square1k": {}, "square2k": {},  # variants fix their queries
     "cw": {"steps": 10, "binary_search_steps": 2}, "deepfool": {"steps": 5}, "ddn": {"steps": 10},
+    "fmn": {"steps": 10}, "fab": {"steps": 10}, "fab-t": {"steps": 10, "n_target_classes": 2},
     "illc": {"steps": 4}, "eot": {"samples": 2, "steps": 3},
     "universal": {"max_passes": 2, "batch_size": 2},
 }
@@ -53,6 +54,10 @@ EXEMPT: dict[tuple[str, str], str] = {
     ("ddn", "eps_zero"): "unbounded: eps = 0 does not restrict it",
     ("ddn", "linf"): "DDN is an L2 attack (linf is rejected)",
     ("ddn", "l1"): "DDN is an L2 attack (l1 is rejected)",
+    **{(n, "within_ball"): "unbounded minimum-norm attack: ignores eps (checked: inside the box)"
+       for n in ("fmn", "fab", "fab-t")},
+    **{(n, "eps_zero"): "unbounded: eps = 0 does not restrict it (FAB: only the restart radius)"
+       for n in ("fmn", "fab", "fab-t")},
 }
 
 
@@ -357,6 +362,9 @@ NOT_ITERATIVE = {
     "cw": "minimum-norm optimiser of a penalty, not a bounded ascent",
     "deepfool": "minimum-norm linearisation steps, not a bounded ascent",
     "ddn": "minimum-norm: the ball's radius adapts per sample, not a bounded ascent",
+    "fmn": "minimum-norm: the ball's radius adapts per sample, not a bounded ascent",
+    "fab": "minimum-norm linearisation and projection steps, not a bounded ascent",
+    "fab-t": "minimum-norm linearisation and projection steps, not a bounded ascent",
     "universal": "one perturbation fitted for the whole batch",
 }
 
@@ -490,7 +498,8 @@ def test_never_weaker_than_a_plain_loop_of_the_same_algorithm(name, seed):  # ty
 
 
 @pytest.mark.parametrize("name,key", [("cw", "l2"), ("cw", "const"), ("illc", "targets"),
-                                      ("eot", "expected_success"), ("ddn", "norm")])
+                                      ("eot", "expected_success"), ("ddn", "norm"), ("fmn", "norm"),
+                                      ("fab", "norm")])
 def test_per_sample_info_survives_batching(name, key):  # type: ignore[no-untyped-def]
     model, x, y, _ = make_case({"n": 7, "shape": (1, 4, 4), "classes": 3, "eps": 0,
                                 "bounds": (0.0, 1.0), "seed": 21})

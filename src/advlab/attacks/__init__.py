@@ -10,6 +10,8 @@ from advlab.attacks.cw import CW, CarliniWagnerL2
 from advlab.attacks.ddn import DDN
 from advlab.attacks.deepfool import DeepFool
 from advlab.attacks.eot import EOT
+from advlab.attacks.fab import FAB, FABT
+from advlab.attacks.fmn import FMN
 from advlab.attacks.illc import ILLC
 from advlab.attacks.momentum import MIFGSM
 from advlab.attacks.pgd import BIM, FGM, FGSM, PGD
@@ -26,7 +28,7 @@ from advlab.attacks.square import Square
 from advlab.attacks.universal import UniversalAttack
 
 __all__ = ["Attack", "AttackResult", "PGD", "BIM", "FGSM", "FGM", "MIFGSM", "ILLC", "EOT", "APGD",
-           "APGDT", "CW", "CarliniWagnerL2", "DDN", "DeepFool", "Square", "UniversalAttack", "ATTACKS",
+           "APGDT", "CW", "CarliniWagnerL2", "DDN", "DeepFool", "FAB", "FABT", "FMN", "Square", "UniversalAttack", "ATTACKS",
            "REGISTRY", "AttackEntry", "register", "get_entry", "create_attack", "attack_names",
            "canonical_names"]
 

@@ -125,6 +125,8 @@ def _register_builtin() -> None:
     from advlab.attacks.apgd import APGD, APGDT
     from advlab.attacks.cw import CarliniWagnerL2
     from advlab.attacks.ddn import DDN
+    from advlab.attacks.fab import FAB, FABT
+    from advlab.attacks.fmn import FMN
     from advlab.attacks.deepfool import DeepFool
     from advlab.attacks.eot import EOT
     from advlab.attacks.illc import ILLC
@@ -151,6 +153,9 @@ def _register_builtin() -> None:
     register("cw", CarliniWagnerL2, aliases=("cw-l2",), summary="Carlini-Wagner L2 (unbounded)")
     register("deepfool", DeepFool, summary="DeepFool (unbounded)")
     register("ddn", DDN, summary="decoupled direction and norm, L2 minimum norm (unbounded)")
+    register("fmn", FMN, summary="fast minimum-norm, l2/linf/l1 (unbounded)")
+    register("fab", FAB, summary="fast adaptive boundary, minimum norm (unbounded)")
+    register("fab-t", FABT, summary="targeted FAB over the 9 most likely wrong classes (unbounded)")
     # -- physical world and universal perturbations (Kurakin 2016, Athalye 2018, Moosavi-Dezfooli 2017)
     register("illc", ILLC, summary="iterative least-likely class")
     register("eot", EOT, summary="expectation over transformation (print-and-photograph)")

@@ -59,8 +59,8 @@ PRESETS: dict[str, list[str]] = {
     "standard": ["apgd-ce", "apgd-t3", "square2k"],
     # gradient attacks only (no black-box check): FGSM, APGD-CE, APGD-T on 3 classes
     "fast": ["fgsm", "apgd-ce", "apgd-t3"],
-    # AutoAttack's standard ensemble less FAB-T: APGD-CE, APGD-T (9 targets), Square (5000)
-    "autoattack": ["apgd-ce", "apgd-t", "square"],
+    # AutoAttack's standard ensemble: APGD-CE, APGD-T (9 targets), FAB-T (9 targets), Square (5000)
+    "autoattack": ["apgd-ce", "apgd-t", "fab-t", "square"],
 }
 
 
