@@ -28,7 +28,8 @@ from advlab.attacks.square import Square
 from advlab.attacks.universal import UniversalAttack
 
 __all__ = ["Attack", "AttackResult", "PGD", "BIM", "FGSM", "FGM", "MIFGSM", "ILLC", "EOT", "APGD",
-           "APGDT", "CW", "CarliniWagnerL2", "DDN", "DeepFool", "FAB", "FABT", "FMN", "Square", "UniversalAttack", "ATTACKS",
+           "APGDT", "CW", "CarliniWagnerL2", "DDN", "DeepFool", "FAB", "FABT", "FMN", "Square",
+           "UniversalAttack", "ATTACKS",
            "REGISTRY", "AttackEntry", "register", "get_entry", "create_attack", "attack_names",
            "canonical_names"]
 

@@ -125,10 +125,10 @@ def _register_builtin() -> None:
     from advlab.attacks.apgd import APGD, APGDT
     from advlab.attacks.cw import CarliniWagnerL2
     from advlab.attacks.ddn import DDN
-    from advlab.attacks.fab import FAB, FABT
-    from advlab.attacks.fmn import FMN
     from advlab.attacks.deepfool import DeepFool
     from advlab.attacks.eot import EOT
+    from advlab.attacks.fab import FAB, FABT
+    from advlab.attacks.fmn import FMN
     from advlab.attacks.illc import ILLC
     from advlab.attacks.momentum import MIFGSM
     from advlab.attacks.pgd import BIM, FGSM, PGD
