@@ -7,7 +7,7 @@ the current iterate is adversarial and grown by ``1 + gamma`` while it is
 not, so it settles where the direction meets the decision boundary.
 
 It is a configuration of the engine (:func:`~advlab.attacks.engine.iterate`):
-:class:`_NormObjective` evaluates the cross-entropy and ranks iterates by
+:class:`~advlab.attacks.engine.MinimumNormObjective` evaluates the cross-entropy and ranks iterates by
 ``(success, -||x' - x||_2)`` (the tracker then keeps the smallest successful
 iterate), and :class:`_DecoupledNormStep` holds the per-sample ``eps_k``.
 """
@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from advlab.attacks.base import Attack, AttackResult, require_int, store_settings
-from advlab.attacks.engine import Evaluation, StepRule, Tracker, input_grad, iterate
+from advlab.attacks.engine import Evaluation, MinimumNormObjective, StepRule, Tracker, iterate
 from advlab.criteria import Criterion
 from advlab.threat import ThreatModel
 
@@ -38,38 +38,6 @@ def _l2(delta: torch.Tensor) -> torch.Tensor:
 
 def _per_sample(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return v.reshape(-1, *([1] * (like.ndim - 1)))
-
-
-class _NormObjective:
-    """Cross-entropy of the criterion; iterates ranked by ``(success, -L2 distance to x0)``.
-
-    The clean start has key ``(False, 0)``: an unsuccessful iterate never
-    replaces it, so samples never broken come back as the clean input.
-    """
-
-    cost = 1
-
-    def __init__(self, criterion: Criterion, x0: torch.Tensor) -> None:
-        self.criterion = criterion
-        self.x0 = x0
-
-    def evaluate(self, model: nn.Module, xa: torch.Tensor, grad: bool) -> Evaluation:
-        crit = self.criterion
-        if grad:
-            logits, obj, g = input_grad(model, xa, lambda z: crit.loss(z, "ce"))
-        else:
-            with torch.no_grad():
-                logits = model(xa)
-            obj, g = crit.loss(logits, "ce"), None
-        succ = crit.is_success(logits)
-        return Evaluation(logits, obj, g, succ, (succ, -_l2(xa - self.x0)))
-
-    def initial_keys(self, n: int, like: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return (torch.zeros(n, dtype=torch.bool, device=like.device),
-                torch.full((n,), float("-inf"), dtype=like.dtype, device=like.device))
-
-    def subset(self, idx: torch.Tensor) -> _NormObjective:
-        return _NormObjective(self.criterion[idx], self.x0[idx])
 
 
 class _DecoupledNormStep(StepRule):
@@ -184,7 +152,7 @@ class DDN(Attack):
             raise ValueError(f"DDN is an L2 attack: use ThreatModel('l2', ...), got norm {threat.norm!r}")
         n = x.shape[0]
         lo, hi = threat.bounds
-        objective = _NormObjective(criterion, x)
+        objective = MinimumNormObjective(criterion, "ce", x, threat.strategy)
         tracker = Tracker(x, objective.initial_keys(n, x))
         cap = _l2(torch.maximum(x - lo, hi - x))  # the farthest point of the box from x
         eps = torch.full((n,), float(self.init_norm), dtype=x.dtype, device=x.device)

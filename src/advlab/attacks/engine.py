@@ -34,7 +34,7 @@ from torch import nn
 
 from advlab.attacks.base import AttackResult
 from advlab.criteria import Criterion
-from advlab.threat import ThreatModel
+from advlab.threat import Norm, ThreatModel
 
 __all__ = [
     "input_grad",
@@ -45,6 +45,7 @@ __all__ = [
     "Evaluation",
     "Objective",
     "LossObjective",
+    "MinimumNormObjective",
     "StepRule",
     "SteepestAscent",
     "Tracker",
@@ -206,6 +207,34 @@ class LossObjective:
         sc = self.success_criterion
         return LossObjective(self.criterion[idx], self.kind, None if sc is None else sc[idx],
                              self.score_kind)
+
+
+class MinimumNormObjective(LossObjective):
+    """A loss to ascend, with iterates ranked for a minimum-norm attack (FMN, DDN).
+
+    The keys are ``(success, -distance to x0)`` in the threat model's norm: the
+    tracker keeps the adversarial iterate of smallest norm and, while there is
+    none, the clean start (its key ``(False, -inf)`` is never beaten by a failure).
+
+    Args:
+        criterion: success test and the loss's criterion.
+        kind: ``"ce" | "cw" | "dlr"`` (DDN ascends the cross-entropy, FMN the logit margin).
+        x0: the clean inputs of the batch.
+        norm: the threat model's norm strategy (measures the distance).
+    """
+
+    def __init__(self, criterion: Criterion, kind: str, x0: torch.Tensor, norm: Norm) -> None:
+        super().__init__(criterion, kind)
+        self.x0 = x0
+        self.norm = norm
+
+    def evaluate(self, model: nn.Module, xa: torch.Tensor, grad: bool) -> Evaluation:
+        ev = super().evaluate(model, xa, grad)
+        ev.keys = (ev.success, -self.norm.distance(xa, self.x0))
+        return ev
+
+    def subset(self, idx: torch.Tensor) -> MinimumNormObjective:
+        return MinimumNormObjective(self.criterion[idx], self.kind, self.x0[idx], self.norm)
 
 
 # ----------------------------------------------------------------------------- step rules

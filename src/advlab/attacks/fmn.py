@@ -37,11 +37,11 @@ import torch
 from torch import nn
 
 from advlab.attacks.base import Attack, AttackResult, require_int, store_settings
-from advlab.attacks.engine import Evaluation, StepRule, Tracker, input_grad, iterate
+from advlab.attacks.engine import Evaluation, MinimumNormObjective, StepRule, Tracker, iterate
 from advlab.criteria import Criterion
-from advlab.threat import L2Norm, Norm, ThreatModel
+from advlab.threat import L2Norm, ThreatModel
 
-__all__ = ["FMN", "MinNormObjective", "FMNStep", "DEFAULT_STEP_SIZE"]
+__all__ = ["FMN", "FMNStep", "DEFAULT_STEP_SIZE"]
 
 #: initial step size per norm for inputs in [0, 1] (scaled by the width of the box)
 DEFAULT_STEP_SIZE: dict[str, float] = {"l2": 1.0, "l1": 1.0, "linf": 1.0}
@@ -54,47 +54,6 @@ _TINY = 1e-12
 
 def _bcast(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return v.reshape(-1, *([1] * (like.ndim - 1)))
-
-
-class MinNormObjective:
-    """The logit margin under a criterion, ranked for a minimum-norm attack.
-
-    ``obj`` is the CW margin of the criterion (positive once it holds; FMN's
-    logit difference); the keys are ``(success, -distance to x0)``, so the
-    tracker keeps the adversarial iterate of smallest norm and, among
-    non-adversarial ones, the clean start.
-
-    Args:
-        criterion: success test and margin.
-        x0: the clean inputs of the batch.
-        norm: the threat model's norm strategy (measures the distance).
-    """
-
-    cost = 1
-
-    def __init__(self, criterion: Criterion, x0: torch.Tensor, norm: Norm) -> None:
-        self.criterion = criterion
-        self.x0 = x0
-        self.norm = norm
-
-    def evaluate(self, model: nn.Module, xa: torch.Tensor, grad: bool) -> Evaluation:
-        crit = self.criterion
-        if grad:
-            logits, obj, g = input_grad(model, xa, lambda z: crit.loss(z, "cw"))
-        else:
-            with torch.no_grad():
-                logits = model(xa)
-            obj, g = crit.loss(logits, "cw"), None
-        succ = crit.is_success(logits)
-        dist = self.norm.distance(xa, self.x0)
-        return Evaluation(logits, obj, g, succ, (succ, -dist))
-
-    def initial_keys(self, n: int, like: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return (torch.zeros(n, dtype=torch.bool, device=like.device),
-                torch.full((n,), float("-inf"), dtype=like.dtype, device=like.device))
-
-    def subset(self, idx: torch.Tensor) -> MinNormObjective:
-        return MinNormObjective(self.criterion[idx], self.x0[idx], self.norm)
 
 
 class FMNStep(StepRule):
@@ -254,7 +213,7 @@ class FMN(Attack):
 
     def _run(self, model: nn.Module, x: torch.Tensor, criterion: Criterion, threat: ThreatModel,
              generator: torch.Generator | None) -> AttackResult:
-        objective = MinNormObjective(criterion, x, threat.strategy)
+        objective = MinimumNormObjective(criterion, "cw", x, threat.strategy)
         tracker = Tracker(x, objective.initial_keys(x.shape[0], x))
         alpha = self.step_sizes(threat)
         rule = FMNStep(self.steps, alpha, (float(self.gamma_init), float(self.gamma_final)))
