@@ -232,6 +232,7 @@ def eval_cmd(
     download: Annotated[bool, typer.Option(help="Download the dataset if it is not found locally.")] = True,
     attacks: Annotated[str | None, typer.Option(help="Worst case over a cascade: standard, fast or a list such as fgsm,apgd-ce,apgd-t,square (replaces --attack).")] = None,
     state: Annotated[Path | None, typer.Option(help="Resumable state file for --attacks: rerun after Ctrl-C or kill to continue.")] = None,
+    overwrite: Annotated[bool, typer.Option(help="Let --state replace an existing file that is not a cascade state file.")] = False,
 ) -> None:
     """Clean and robust accuracy of a model under an attack (or a cascade); JSON results."""
     from advlab.evaluation import accuracy_vs_eps, evaluate
@@ -253,7 +254,8 @@ def eval_cmd(
         from advlab.cli.cmd_evaluation import run_cascade_eval
 
         return run_cascade_eval(net, ds, threat, attacks, state=state, seed=seed, batch_size=batch_size,
-                                per_sample=per_sample, out=out, meta={"dataset": dataset, "model": checkpoint})
+                                per_sample=per_sample, out=out, meta={"dataset": dataset, "model": checkpoint},
+                                overwrite=overwrite)
     x, y = ds.tensors()
     gen = torch.Generator().manual_seed(seed)
     console.print(f"evaluating on {len(ds)} {dataset}/{split} images: {atk!r}, {norm} eps={eps}")

@@ -20,7 +20,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from torch import nn
 
-from advlab.cli._common import _write_json, console
+from advlab.cli._common import UsageError, _write_json, console
 
 __all__ = ["run_cascade_eval"]
 
@@ -39,11 +39,14 @@ def _maybe_init_distributed() -> tuple[int, int]:
 
 def run_cascade_eval(net: nn.Module, ds: Any, threat: Any, spec: str, *, state: Path | None,
                      seed: int, batch_size: int, per_sample: bool, out: Path | None,
-                     meta: dict[str, Any]) -> None:
+                     meta: dict[str, Any], overwrite: bool = False) -> None:
     """Run the cascade for ``advlab eval --attacks`` and print/write the results."""
-    from advlab.evaluation.cascade import cascade, make_stages
+    from advlab.evaluation.cascade import cascade, is_state_file, make_stages
 
     stages = make_stages(spec)
+    if state is not None and state.exists() and not overwrite and not is_state_file(state):
+        raise UsageError(f"--state {state} exists and is not a cascade state file; choose another "
+                         "file or pass --overwrite to replace it")
     rank, world = _maybe_init_distributed()
     x, y = ds.tensors()
     if rank == 0:
@@ -60,7 +63,7 @@ def run_cascade_eval(net: nn.Module, ds: Any, threat: Any, spec: str, *, state: 
                 progress.update(task, description=name, completed=done, total=total)
 
             res = cascade(net, x, y, stages, threat, seed=seed, batch_size=batch_size,
-                          state_path=state, on_chunk=on_chunk)
+                          state_path=state, on_chunk=on_chunk, overwrite=overwrite)
     except KeyboardInterrupt:
         if rank == 0:
             hint = (f"the state is saved in {state}; rerun the same command to continue"

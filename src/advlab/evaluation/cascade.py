@@ -46,7 +46,7 @@ from advlab.io import atomic_write_bytes
 from advlab.threat import ThreatModel
 from advlab.validation import check_inputs, check_logits, eval_mode
 
-__all__ = ["CascadeResult", "StageLog", "cascade", "make_stages", "PRESETS"]
+__all__ = ["CascadeResult", "StageLog", "cascade", "is_state_file", "make_stages", "PRESETS"]
 
 log = logging.getLogger(__name__)
 
@@ -238,6 +238,18 @@ class _State:
         return True
 
 
+def is_state_file(path: str | Path) -> bool:
+    """Whether ``path`` is a cascade state file (safetensors with a cascade fingerprint)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except Exception:  # not safetensors at all (or unreadable)
+        return False
+    return {"fingerprint", "clean_done", "logs"} <= meta.keys()
+
+
 def _dist() -> tuple[int, int]:
     import torch.distributed as dist
 
@@ -259,11 +271,15 @@ def _stage_list(stages: str | Sequence[str] | Sequence[tuple[str, Attack]]) -> l
 
 def _open_state(model: nn.Module, xs: torch.Tensor, ys: torch.Tensor, threat: ThreatModel,
                 stage_list: list[tuple[str, Attack]], seed: int, batch_size: int, rank: int,
-                world: int, state_path: str | Path | None) -> tuple[_State, bool]:
+                world: int, state_path: str | Path | None,
+                overwrite: bool = False) -> tuple[_State, bool]:
     """This shard's state: loaded from ``state_path`` if it holds this evaluation, else fresh."""
     path = Path(state_path) if state_path is not None else None
     if path is not None and world > 1:
         path = path.with_name(f"{path.name}.rank{rank}of{world}")
+    if path is not None and path.exists() and not overwrite and not is_state_file(path):
+        raise ValueError(f"the state file {path} exists and is not a cascade state file; choose "
+                         "another file or pass overwrite=True (--overwrite) to replace it")
     fp = _fingerprint(model, xs, ys, threat, stage_list, seed, batch_size, (rank, world))
     state = _State(int(xs.shape[0]), xs, stage_list, path=path, fingerprint=fp)
     resumed = bool(path is not None and path.is_file() and state.load(path, fp))
@@ -428,6 +444,7 @@ def cascade(
     checks: bool = True,
     keep_adversarials: bool = False,
     on_chunk: Callable[[str, int, int], None] | None = None,
+    overwrite: bool = False,
 ) -> CascadeResult:
     """Robust accuracy under the per-sample worst case of a sequence of attacks.
 
@@ -447,6 +464,8 @@ def cascade(
         checks: run the gradient-masking checks of :mod:`advlab.evaluation.checks`.
         keep_adversarials: return the kept adversarial inputs (this rank's shard).
         on_chunk: progress callback ``(stage name, points done, points to do)``.
+        overwrite: replace an existing ``state_path`` that is not a cascade state
+            file (without it such a file is a ``ValueError``, never silently replaced).
 
     Returns:
         :class:`CascadeResult` with counts summed over all ranks.
@@ -469,7 +488,7 @@ def cascade(
     n = int(xs.shape[0])
     t_start = time.perf_counter()
     state, resumed = _open_state(model, xs, ys, threat, stage_list, seed, batch_size, rank, world,
-                                 state_path)
+                                 state_path, overwrite)
     warnings_ = _attack_shard(model, x, xs, ys, crit_all, threat, state, stage_list, seed,
                               batch_size, checks, on_chunk)
     (n_all, clean_all, robust_all), logs, flags = _merge_shards(state, n, world)
