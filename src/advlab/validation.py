@@ -42,6 +42,8 @@ def check_inputs(
         TypeError: ``x`` is not a floating-point tensor.
         ValueError: wrong rank, NaN/inf, values outside ``bounds``, or ``x`` on
             another device than the model.
+        TypeError: ``x`` is not floating point, or its dtype is not the model's
+            parameter dtype (float64 images into a float32 network).
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -68,6 +70,12 @@ def check_inputs(
         raise ValueError(
             f"inputs are on {x.device} but the model is on {dev}; move one of them"
             " (advlab never moves your tensors or model)"
+        )
+    pdt = next((t.dtype for t in model.parameters() if t.is_floating_point()), None)
+    if pdt is not None and pdt != x.dtype:
+        raise TypeError(
+            f"inputs are {str(x.dtype).replace('torch.', '')} but the model's parameters are "
+            f"{str(pdt).replace('torch.', '')}; convert one of them (e.g. x.to({pdt}))"
         )
 
 

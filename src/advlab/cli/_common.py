@@ -90,6 +90,21 @@ def _load_data(name: str, split: str, data_dir: Path | None, cache_dir: Path | N
 
 
 def _load_model(spec: str) -> nn.Module:
+    """The model ``spec`` names, guarded so its own failures read "your model raised ..."
+
+    See :func:`_open_model` for the forms ``spec`` may take and
+    :mod:`advlab.models.guard` for what the guard checks.
+    """
+    from advlab.models.guard import guard_model
+
+    return guard_model(_open_model(spec), "the model" if _is_advlab_checkpoint(spec) else "your model")
+
+
+def _is_advlab_checkpoint(spec: str) -> bool:
+    return (Path(spec) / "model.json").is_file()
+
+
+def _open_model(spec: str) -> nn.Module:
     """An advlab checkpoint directory, or ``file.py:function`` returning an ``nn.Module``."""
     from advlab.checkpoint import load_model
 

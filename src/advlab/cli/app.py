@@ -444,10 +444,18 @@ from advlab.cli import cmd_analysis, cmd_defenses, cmd_evaluation, cmd_physical,
 
 
 def main() -> None:
-    """Console entry point: bad input -> one-line error, exit code 2, no traceback."""
-    from advlab.checkpoint import CheckpointError
-    from advlab.data import DatasetError
+    """Console entry point.
 
+    Bad input -> one line, exit 2; a failing disk or device -> one line, exit 1; an advlab bug
+    -> "internal error, please report it", exit 1. ``--debug`` (anywhere on the command line)
+    or ``ADVLAB_DEBUG=1`` also prints the traceback. See :mod:`advlab.cli._errors`.
+    """
+    from advlab.cli._errors import USAGE, classify
+
+    debug = os.environ.get("ADVLAB_DEBUG", "").strip().lower() not in ("", "0", "false", "no")
+    if "--debug" in sys.argv[1:]:
+        debug = True
+        sys.argv = [a for i, a in enumerate(sys.argv) if i == 0 or a != "--debug"]
     logging.basicConfig(level=os.environ.get("ADVLAB_LOGLEVEL", "WARNING"))
     threads = os.environ.get("ADVLAB_THREADS")
     if threads:  # on a busy machine one thread per process avoids oversubscription
@@ -455,18 +463,21 @@ def main() -> None:
             torch.set_num_threads(max(1, int(threads)))
         except ValueError:
             typer.echo(f"error: ADVLAB_THREADS must be an integer, got {threads!r}", err=True)
-            sys.exit(2)
+            sys.exit(USAGE)
     warnings.simplefilter("default")
     try:
         app()
-    except (ValueError, TypeError, DatasetError, CheckpointError, FileNotFoundError,
-            PermissionError) as e:
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        typer.echo(f"error: {msg}", err=True)
-        sys.exit(2)
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]: finished epochs/results are saved; rerun with --resume")
         sys.exit(130)
+    except Exception as e:  # noqa: BLE001 - every failure becomes one line and an exit code
+        code, msg = classify(e)
+        if debug:
+            import traceback
+
+            traceback.print_exception(e)
+        typer.echo(f"error: {msg}", err=True)
+        sys.exit(code)
 
 
 if __name__ == "__main__":
