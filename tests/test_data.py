@@ -128,7 +128,7 @@ def leftovers(directory: Path) -> list[str]:
 
 
 def test_available_datasets() -> None:
-    assert available_datasets() == ["mnist", "fashion-mnist", "cifar10", "digits"]
+    assert available_datasets() == ["mnist", "fashion-mnist", "cifar10", "digits", "imagenet-samples"]
     assert tuple(available_datasets()) == DATASETS
 
 
