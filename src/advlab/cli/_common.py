@@ -6,7 +6,6 @@ register their commands on :data:`app`; nothing here imports them back.
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -81,12 +80,15 @@ def _parse_floats(spec: str, what: str) -> list[float]:
 
 
 def _load_data(name: str, split: str, data_dir: Path | None, cache_dir: Path | None,
-               limit: int | None, classes: str | None, download: bool = True):  # type: ignore[no-untyped-def]
+               limit: int | None, classes: str | None, download: bool = True,
+               image_size: int | None = None, resize: int | None = None,
+               classes_file: Path | None = None):  # type: ignore[no-untyped-def]
     from advlab.data import load_dataset
 
     cls = _parse_classes(classes)
     return load_dataset(name, split, data_dir=data_dir, download=download, limit=limit,
-                        classes=cls, relabel=cls is not None, cache_dir=_cache(cache_dir))
+                        classes=cls, relabel=cls is not None, cache_dir=_cache(cache_dir),
+                        image_size=image_size, resize=resize, classes_file=classes_file)
 
 
 def _load_model(spec: str) -> nn.Module:
@@ -105,30 +107,17 @@ def _is_advlab_checkpoint(spec: str) -> bool:
 
 
 def _open_model(spec: str) -> nn.Module:
-    """An advlab checkpoint directory, or ``file.py:function`` returning an ``nn.Module``."""
+    """An advlab checkpoint directory, or any form :func:`advlab.models.load_external_model` takes
+    (file.py:function, file.py:function@weights.safetensors, a TorchScript file, efficientnet-lite0)."""
     from advlab.checkpoint import load_model
+    from advlab.models.external import load_external_model
 
-    if ":" in spec and spec.split(":", 1)[0].endswith(".py"):
-        file, fn = spec.split(":", 1)
-        path = Path(file)
-        if not path.is_file():
-            raise UsageError(f"model file {file} not found")
-        mod_spec = importlib.util.spec_from_file_location(path.stem, path)
-        assert mod_spec and mod_spec.loader
-        module = importlib.util.module_from_spec(mod_spec)
-        mod_spec.loader.exec_module(module)
-        factory = getattr(module, fn, None)
-        if not callable(factory):
-            raise UsageError(f"{file} has no function {fn!r}")
-        model = factory()
-        if not isinstance(model, nn.Module):
-            raise UsageError(f"{spec} returned {type(model).__name__}, not a torch.nn.Module")
-        return model.eval()
-    path = Path(spec)
-    if not path.exists():
-        raise UsageError(f"checkpoint {spec} not found (give an advlab checkpoint directory "
-                         "or file.py:function)")
-    return load_model(path)
+    if Path(spec).is_dir() and (Path(spec) / "model.json").exists():
+        return load_model(Path(spec))
+    try:
+        return load_external_model(spec)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
 
 
 def _write_json(path: Path, obj: Any) -> None:
