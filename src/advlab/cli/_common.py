@@ -16,7 +16,7 @@ from torch import nn
 
 __all__ = [
     "app", "console", "out_console", "DataDir", "CacheDir", "UsageError", "_cache", "_parse_classes",
-    "_parse_floats", "_load_data", "_load_model", "_write_json", "load_lecture_data",
+    "_parse_floats", "_load_data", "_load_model", "_write_json", "load_lecture_data", "check_output",
 ]
 
 app = typer.Typer(
@@ -120,10 +120,51 @@ def _open_model(spec: str) -> nn.Module:
         raise UsageError(str(e)) from None
 
 
+def check_output(path: Path, kind: str, option: str = "--out", example: str = "results.json") -> Path:
+    """Check, before any work, that ``path`` can be written as a ``kind`` ("file" or "dir").
+
+    Probes the nearest existing folder with a temporary file (creating nothing), so a
+    read-only location, a directory given for a file (or a file for a directory) fails in
+    one line at once instead of after an hour of attacks.
+    """
+    import tempfile
+
+    path = Path(path).expanduser()
+    if kind == "file" and path.is_dir():
+        raise UsageError(f"{option} {path} is a directory; give a file name such as {path / example}")
+    if kind == "dir" and path.exists() and not path.is_dir():
+        raise UsageError(f"{option} {path} is a file, not a directory; give a folder name")
+    folder = path if kind == "dir" else path.parent
+    while not folder.exists() and folder != folder.parent:  # nothing is created here
+        folder = folder.parent
+    if not folder.is_dir():
+        raise UsageError(f"cannot write {option} {path}: {folder} is a file, not a folder")
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".advlab-probe-"):
+            pass
+    except OSError as e:
+        raise UsageError(f"cannot write {option} {path}: {e.strerror or e}") from None
+    return path
+
+
 def _write_json(path: Path, obj: Any) -> None:
+    """Write results atomically; if that fails, save them to a fallback file and say where."""
+    import datetime
+    import tempfile
+
     from advlab.io import atomic_write_json
 
-    atomic_write_json(path, obj)
+    try:
+        atomic_write_json(path, obj)
+    except OSError as e:
+        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+        fallback = Path(tempfile.gettempdir()) / f"advlab-results-{stamp}-{Path(path).name}"
+        try:
+            atomic_write_json(fallback, obj)
+        except OSError:
+            raise OSError(e.errno, f"could not write {path} ({e.strerror}) nor a fallback copy") from None
+        raise OSError(e.errno, f"could not write {path} ({e.strerror}); the results were saved "
+                               f"to {fallback}") from None
 
 
 def load_lecture_data(dataset: str, data_dir: Path | None, cache: Path, download: bool):  # type: ignore[no-untyped-def]

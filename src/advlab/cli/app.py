@@ -30,6 +30,7 @@ from advlab.cli._common import (
     _parse_floats,
     _write_json,
     app,
+    check_output,
     console,
     load_lecture_data,
     out_console,
@@ -88,6 +89,7 @@ def train(
             (out / f).exists() for f in ("model.json", "model.safetensors", "train_state.safetensors")):
         raise UsageError(f"{out} already holds a checkpoint; pass --resume to continue it or --overwrite "
                          "to replace it")
+    check_output(out, "dir")
     objective = cd.build_objective(defense, eps=eps, alpha=alpha, steps=steps, step_size=step_size,
                                    beta=beta, xi=xi, vat_iterations=vat_iterations,
                                    entropy_min=entropy_min, norm=norm)
@@ -201,7 +203,34 @@ def _common_eval(checkpoint: str, dataset: str, split: str, limit: int | None, c
     if classes is None and meta.get("classes"):
         classes = ",".join(str(c) for c in meta["classes"])
     ds = _load_data(dataset, split, data_dir, cache_dir, limit, classes, download)
+    if classes is not None and len(ds):
+        ds = _match_outputs(net, ds, classes, dataset, split, data_dir, cache_dir, limit, download)
     return net, ds
+
+
+def _match_outputs(net, ds, classes, dataset, split, data_dir, cache_dir, limit, download):  # type: ignore[no-untyped-def]
+    """``--classes`` keeps the labels the model predicts.
+
+    A model trained on those classes only (as many outputs as classes) sees them renumbered
+    0..k-1; a model with an output for every class of the dataset keeps the original labels
+    (renumbering would make its 3 look like a mistake for "0"); anything else is refused.
+    """
+    from advlab.evaluation import predict
+
+    with torch.no_grad():
+        n_out = predict(net, ds.tensors()[0][:1]).shape[1]
+    chosen = _parse_classes(classes) or []
+    if n_out == len(chosen):
+        return ds
+    if n_out > max(chosen):
+        console.print(f"[dim]the model has {n_out} outputs: evaluating it on classes {classes} with "
+                      "their original labels[/]")
+        from advlab.data import load_dataset
+
+        return load_dataset(dataset, split, data_dir=data_dir, download=download, limit=limit,
+                            classes=chosen, relabel=False, cache_dir=_cache(cache_dir))
+    raise UsageError(f"--classes {classes} does not fit a model with {n_out} outputs: give as many "
+                     f"classes as it has outputs, or classes below {n_out}")
 
 
 @app.command("eval")
@@ -249,6 +278,10 @@ def eval_cmd(
                              "registered settings); use --attack for a single configured attack")
     else:
         atk = build_attack(attack, options, extra=settings, defaults={"early_stop": True})
+    if out is not None:
+        check_output(out, "file")
+    if state is not None:
+        check_output(state, "file", "--state", "run.state")
     net, ds = _common_eval(checkpoint, dataset, split, limit, classes, data_dir, cache_dir, download)
     if attacks:  # issue 3: the cascade lives in cmd_evaluation
         from advlab.cli.cmd_evaluation import run_cascade_eval
@@ -326,6 +359,7 @@ def attack_cmd(
     atk = build_attack(attack, {"steps": steps, "step_size": step_size, "rel_step_size": rel_step_size,
                                 "restarts": restarts, "random_init": random_init, "loss": loss},
                        extra=settings, defaults={"early_stop": False})
+    check_output(out, "dir")
     net, ds = _common_eval(checkpoint, dataset, split, limit, classes, data_dir, cache_dir, download)
     x, y = ds.tensors()
     if target is not None:
@@ -386,6 +420,7 @@ def lecture(
     from advlab.reporting.lecture import LectureContext, run_sections
 
     t0 = time.perf_counter()
+    check_output(out, "dir")
     cache = _cache(cache_dir)
     train_ds, test_ds, notices = load_lecture_data(dataset, data_dir, cache, download)
     torch.manual_seed(seed)

@@ -41,7 +41,8 @@ def run_cascade_eval(net: nn.Module, ds: Any, threat: Any, spec: str, *, state: 
                      seed: int, batch_size: int, per_sample: bool, out: Path | None,
                      meta: dict[str, Any], overwrite: bool = False) -> None:
     """Run the cascade for ``advlab eval --attacks`` and print/write the results."""
-    from advlab.evaluation.cascade import cascade, is_state_file, make_stages
+    from advlab.evaluation import make_stages, run_cascade
+    from advlab.evaluation.cascade import is_state_file
 
     stages = make_stages(spec)
     if state is not None and state.exists() and not overwrite and not is_state_file(state):
@@ -62,7 +63,8 @@ def run_cascade_eval(net: nn.Module, ds: Any, threat: Any, spec: str, *, state: 
             def on_chunk(name: str, done: int, total: int) -> None:
                 progress.update(task, description=name, completed=done, total=total)
 
-            res = cascade(net, x, y, stages, threat, seed=seed, batch_size=batch_size,
+            plan = spec if spec.strip().lower() == "auto" else stages  # auto picks its stages
+            res = run_cascade(net, x, y, plan, threat, seed=seed, batch_size=batch_size,
                           state_path=state, on_chunk=on_chunk, overwrite=overwrite)
     except KeyboardInterrupt:
         if rank == 0:

@@ -234,6 +234,8 @@ def serve_cmd(
     from advlab.serve.server import _server
 
     model = _load_model(checkpoint)
+    if in_shape and not all(s.strip().isdigit() for s in in_shape.split(",")):
+        raise UsageError(f"--in-shape must be C,H,W such as 1,28,28, got {in_shape!r}")
     shape = tuple(int(s) for s in in_shape.split(",")) if in_shape else _in_shape(model)
     cfg = ServeConfig(in_shape=shape, num_classes=getattr(model, "num_classes", None),
                       max_batch=max_batch, max_body_bytes=int(max_body_mb * 1024 * 1024),

@@ -10,3 +10,8 @@ from advlab.evaluation.cascade import CascadeResult, StageLog, cascade, make_sta
 from advlab.evaluation.checks import CheckWarning, check_model  # noqa: E402
 
 __all__ += ["CascadeResult", "StageLog", "cascade", "make_stages", "CheckWarning", "check_model"]
+
+# issue 14: the adaptive cascade (--attacks auto)
+from advlab.evaluation.auto import auto_cascade, run_cascade  # noqa: E402
+
+__all__ += ["auto_cascade", "run_cascade"]

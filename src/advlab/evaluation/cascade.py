@@ -61,6 +61,10 @@ PRESETS: dict[str, list[str]] = {
     "fast": ["fgsm", "apgd-ce", "apgd-t3"],
     # AutoAttack's standard ensemble: APGD-CE, APGD-T (9 targets), FAB-T (9 targets), Square (5000)
     "autoattack": ["apgd-ce", "apgd-t", "fab-t", "square"],
+    # adaptive (advlab.evaluation.auto): these stages at most; APGD-CE and APGD-T3 on every
+    # point, Square 1k on a sample of the robust ones, Square 5k on all of them only if a
+    # check fires or the probe breaks something
+    "auto": ["apgd-ce", "apgd-t3", "square1k", "square"],
 }
 
 
@@ -132,6 +136,7 @@ class CascadeResult:
     robust_correct: torch.Tensor = field(repr=False)
     broken_by: torch.Tensor = field(repr=False)
     x_adv: torch.Tensor | None = field(repr=False, default=None)
+    plan: list[str] = field(default_factory=list)  #: what ``auto`` decided to run, in words
 
     def to_dict(self, per_sample: bool = False) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -150,6 +155,8 @@ class CascadeResult:
             "resumed": self.resumed,
             "world_size": self.world_size,
         }
+        if self.plan:
+            d["plan"] = list(self.plan)
         if per_sample:
             d["clean_correct"] = self.clean_correct.int().tolist()
             d["robust_correct"] = self.robust_correct.int().tolist()
@@ -451,7 +458,8 @@ def cascade(
     Args:
         model: classifier returning logits on inputs in ``threat.bounds``.
         x: inputs ``(N, ...)``; labels: int64 ``(N,)``.
-        stages: a preset (``"standard"``, ``"fast"``), a comma-separated string or
+        stages: a preset (``"standard"``, ``"fast"``, ``"autoattack"``; for ``"auto"``,
+            the adaptive cascade, use :func:`advlab.evaluation.run_cascade`), a comma-separated string or
             list of names (see :func:`make_stages`), or ``(name, attack)`` pairs.
             Unbounded attacks (CW, DeepFool) count a point as broken only if their
             perturbation lies inside the threat model.
@@ -476,6 +484,9 @@ def cascade(
     """
     if not isinstance(threat, ThreatModel):
         raise TypeError("threat must be a ThreatModel, e.g. ThreatModel('linf', 0.3)")
+    if isinstance(stages, str) and stages.strip().lower() == "auto":
+        raise ValueError("'auto' decides its stages as it runs: call advlab.evaluation.run_cascade "
+                         "(any preset) or advlab.evaluation.auto_cascade")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     stage_list = _stage_list(stages)

@@ -1,0 +1,103 @@
+"""``--attacks auto``: the adaptive cascade (advlab.evaluation.auto)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from advlab.evaluation import auto_cascade, cascade, run_cascade
+from advlab.threat import ThreatModel
+
+
+class Staircase(nn.Module):
+    """A linear classifier behind an input quantiser: zero gradients, easy for Square."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = nn.Linear(16, 2)
+        with torch.no_grad():
+            self.lin.weight.copy_(torch.stack([-torch.ones(16), torch.ones(16)]) * 2)
+            self.lin.bias.zero_()
+            self.lin.bias[0] = 32.0  # boundary: mean quantised pixel 0.5
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.lin(torch.round(x * 8).flatten(1) / 8)  # round: zero gradient everywhere
+
+
+def _data(n: int = 60) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(n) % 2
+    centre = torch.where(y[:, None] == 1, 0.8, 0.2)
+    x = (centre + 0.04 * torch.randn(n, 16, generator=g)).clamp(0, 1).reshape(n, 1, 4, 4)
+    return x, y
+
+
+@pytest.fixture(scope="module")
+def masked() -> tuple[nn.Module, torch.Tensor, torch.Tensor, ThreatModel]:
+    torch.manual_seed(0)
+    model = Staircase().eval()
+    x, y = _data()
+    assert (model(x).argmax(1) == y).float().mean() > 0.9
+    return model, x, y, ThreatModel("linf", 0.4)
+
+
+def test_auto_needs_square_and_escalates(masked) -> None:  # type: ignore[no-untyped-def]
+    """A model only Square breaks: auto is never above a single Square stage, and says why."""
+    model, x, y, threat = masked
+    square = cascade(model, x, y, ["square"], threat, seed=0, checks=False)
+    assert square.robust_acc < square.clean_acc - 0.3  # the fixture really needs Square
+    for checks in (True, False):  # checks fire (zero gradients) / the probe finds it
+        res = auto_cascade(model, x, y, threat, seed=0, checks=checks)
+        assert res.robust_acc <= square.robust_acc
+        codes = [w.code for w in res.warnings]
+        assert "auto_escalated" in codes
+        assert res.stages[-1].name == "square"
+        assert res.clean_acc == square.clean_acc
+        # per-sample bookkeeping is consistent with the counts
+        assert int(res.robust_correct.sum()) == round(res.robust_acc * len(y))
+        assert bool((res.robust_correct <= res.clean_correct).all())
+        assert res.stages[-1].robust_acc == pytest.approx(res.robust_acc)
+        if not checks:
+            assert [s.name for s in res.stages] == ["apgd-ce", "apgd-t3", "square1k", "square"]
+            assert "black_box_beats_white_box" not in codes  # checks are off
+    d = res.to_dict()
+    assert d["plan"] and "probe" in d["plan"][1]
+
+
+def test_auto_on_an_honest_model_skips_the_black_box(trained_softmax: nn.Module, digits_test) -> None:  # type: ignore[no-untyped-def]
+    """Honest gradients: no escalation, far fewer passes than ``standard``, and never weaker
+    than its own first stage run alone."""
+    x, y = digits_test.tensors()
+    x, y = x[:120], y[:120]
+    threat = ThreatModel("linf", 0.03)
+    auto = run_cascade(trained_softmax, x, y, "auto", threat, seed=0, batch_size=50)
+    std = cascade(trained_softmax, x, y, "standard", threat, seed=0, batch_size=50)
+    first = cascade(trained_softmax, x, y, ["apgd-ce"], threat, seed=0, batch_size=50)
+    assert "auto_escalated" not in [w.code for w in auto.warnings]
+    assert [s.name for s in auto.stages] == ["apgd-ce", "apgd-t3", "square1k"]
+    assert auto.robust_acc <= first.robust_acc
+    assert auto.robust_acc <= std.robust_acc + 2 / len(y)
+    assert auto.stages[2].attacked < std.stages[2].attacked or std.stages[2].attacked == 0
+    assert auto.passes + auto.forwards < std.passes + std.forwards
+
+
+def test_auto_resumes_from_its_state_files(masked, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    model, x, y, threat = masked
+    state = tmp_path / "run.state"
+    one = auto_cascade(model, x, y, threat, seed=1, state_path=state, checks=False)
+    assert state.is_file() and Path(f"{state}.probe").is_file()
+    two = auto_cascade(model, x, y, threat, seed=1, state_path=state, checks=False)
+    assert two.resumed and not one.resumed
+    assert torch.equal(one.robust_correct, two.robust_correct)
+    assert torch.equal(one.broken_by, two.broken_by)
+
+
+def test_plain_cascade_refuses_auto(masked) -> None:  # type: ignore[no-untyped-def]
+    model, x, y, threat = masked
+    with pytest.raises(ValueError, match="run_cascade"):
+        cascade(model, x, y, "auto", threat)
+    with pytest.raises(ValueError, match="probe_fraction"):
+        auto_cascade(model, x, y, threat, probe_fraction=0)
