@@ -191,24 +191,28 @@ def train(
 
 # ----------------------------------------------------------------------------- eval / attack
 
+ImageSizeOpt = Annotated[int | None, typer.Option(help="folder: datasets: resize the shorter side to --resize, then centre-crop to this size.")]
+ResizeOpt = Annotated[int | None, typer.Option(help="folder: datasets: shorter side before the crop (default image-size / 0.875).")]
+ClassesFileOpt = Annotated[Path | None, typer.Option(help="folder: datasets: class names, one per line (line i = label i).")]
 AttackOpt = Annotated[str, typer.Option(help="fgsm, bim, pgd, apgd, apgd-t, cw, deepfool, square, ... (see advlab info).")]
 StepsOpt = Annotated[int | None, typer.Option(help="Iterations (default: the attack's own; an attack without steps rejects it).")]
 
 
 def _common_eval(checkpoint: str, dataset: str, split: str, limit: int | None, classes: str | None,
                  data_dir: Path | None, cache_dir: Path | None,
-                 download: bool = True):  # type: ignore[no-untyped-def]
+                 download: bool = True, **image: Any):  # type: ignore[no-untyped-def]
     net = _load_model(checkpoint)
     meta = getattr(net, "advlab_meta", {})
     if classes is None and meta.get("classes"):
         classes = ",".join(str(c) for c in meta["classes"])
-    ds = _load_data(dataset, split, data_dir, cache_dir, limit, classes, download)
+    ds = _load_data(dataset, split, data_dir, cache_dir, limit, classes, download, **image)
     if classes is not None and len(ds):
-        ds = _match_outputs(net, ds, classes, dataset, split, data_dir, cache_dir, limit, download)
+        ds = _match_outputs(net, ds, classes, dataset, split, data_dir, cache_dir, limit, download,
+                            image)
     return net, ds
 
 
-def _match_outputs(net, ds, classes, dataset, split, data_dir, cache_dir, limit, download):  # type: ignore[no-untyped-def]
+def _match_outputs(net, ds, classes, dataset, split, data_dir, cache_dir, limit, download, image):  # type: ignore[no-untyped-def]
     """``--classes`` keeps the labels the model predicts.
 
     A model trained on those classes only (as many outputs as classes) sees them renumbered
@@ -228,7 +232,7 @@ def _match_outputs(net, ds, classes, dataset, split, data_dir, cache_dir, limit,
         from advlab.data import load_dataset
 
         return load_dataset(dataset, split, data_dir=data_dir, download=download, limit=limit,
-                            classes=chosen, relabel=False, cache_dir=_cache(cache_dir))
+                            classes=chosen, relabel=False, cache_dir=_cache(cache_dir), **image)
     raise UsageError(f"--classes {classes} does not fit a model with {n_out} outputs: give as many "
                      f"classes as it has outputs, or classes below {n_out}")
 
@@ -258,6 +262,9 @@ def eval_cmd(
     out: Annotated[Path | None, typer.Option(help="Write results JSON here.")] = None,
     data_dir: DataDir = None,
     cache_dir: CacheDir = None,
+    image_size: ImageSizeOpt = None,
+    resize: ResizeOpt = None,
+    classes_file: ClassesFileOpt = None,
     download: Annotated[bool, typer.Option(help="Download the dataset if it is not found locally.")] = True,
     attacks: Annotated[str | None, typer.Option(help="Worst case over a cascade: standard, fast or a list such as fgsm,apgd-ce,apgd-t,square (replaces --attack).")] = None,
     state: Annotated[Path | None, typer.Option(help="Resumable state file for --attacks: rerun after Ctrl-C or kill to continue.")] = None,
@@ -282,7 +289,8 @@ def eval_cmd(
         check_output(out, "file")
     if state is not None:
         check_output(state, "file", "--state", "run.state")
-    net, ds = _common_eval(checkpoint, dataset, split, limit, classes, data_dir, cache_dir, download)
+    net, ds = _common_eval(checkpoint, dataset, split, limit, classes, data_dir, cache_dir, download,
+                           image_size=image_size, resize=resize, classes_file=classes_file)
     if attacks:  # issue 3: the cascade lives in cmd_evaluation
         from advlab.cli.cmd_evaluation import run_cascade_eval
 
@@ -343,6 +351,9 @@ def attack_cmd(
     seed: int = 0,
     data_dir: DataDir = None,
     cache_dir: CacheDir = None,
+    image_size: ImageSizeOpt = None,
+    resize: ResizeOpt = None,
+    classes_file: ClassesFileOpt = None,
     download: Annotated[bool, typer.Option(help="Download the dataset if it is not found locally.")] = True,
 ) -> None:
     """Craft adversarial examples, save them (uint8 + labels + predictions) and a grid image."""
@@ -360,7 +371,8 @@ def attack_cmd(
                                 "restarts": restarts, "random_init": random_init, "loss": loss},
                        extra=settings, defaults={"early_stop": False})
     check_output(out, "dir")
-    net, ds = _common_eval(checkpoint, dataset, split, limit, classes, data_dir, cache_dir, download)
+    net, ds = _common_eval(checkpoint, dataset, split, limit, classes, data_dir, cache_dir, download,
+                           image_size=image_size, resize=resize, classes_file=classes_file)
     x, y = ds.tensors()
     if target is not None:
         if not 0 <= target < ds.num_classes:
