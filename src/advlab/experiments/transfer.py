@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import pickle
 from pathlib import Path
 
 from torch import nn
@@ -13,6 +12,7 @@ from advlab.experiments.context import ExperimentContext
 from advlab.experiments.recipes import half_mlp_recipe
 from advlab.io import atomic_write_bytes
 from advlab.models.sklearn import SklearnClassifier, create_sklearn_model
+from advlab.models.sklearn_store import load_sklearn_model, sklearn_to_bytes
 
 __all__ = ["SKLEARN_TRAIN", "half_mlp", "sklearn_model"]
 
@@ -29,25 +29,22 @@ def half_mlp(ctx: ExperimentContext, half: int) -> nn.Module:
 
 
 def sklearn_model(ctx: ExperimentContext, name: str) -> SklearnClassifier:
-    """The scikit-learn model ``name`` fitted on the first training images, cached as a pickle.
+    """The scikit-learn model ``name`` fitted on the first training images (cached).
 
-    The pickle is our own cache file (keyed like the model cache, written atomically).
+    The cache file is safetensors arrays + JSON (:mod:`advlab.models.sklearn_store`), never
+    a pickle: a file planted in the cache directory is refused and the model refitted.
     """
     n = min(SKLEARN_TRAIN[ctx.quick], len(ctx.train))
     model = create_sklearn_model(name)
     key = cache_key({"sklearn": name, "settings": model.settings(), "dataset": ctx.train.name, "n": n})
-    path = Path(ctx.cache_dir) / f"{ctx.train.name}-sk-{name}-{key}.pkl"
+    path = Path(ctx.cache_dir) / f"{ctx.train.name}-sk-{name}-{key}.safetensors"
     if path.is_file():
         try:
-            with path.open("rb") as f:
-                cached = pickle.load(f)  # noqa: S301 - our own cache file, written below
-            if isinstance(cached, SklearnClassifier):
-                return cached
-            log.warning("ignoring cached model %s: not a scikit-learn classifier", path)
-        except (OSError, pickle.UnpicklingError, EOFError, AttributeError) as e:
-            log.warning("ignoring corrupt cached model %s (%s); refitting", path, e)
+            return load_sklearn_model(path, expect_settings=model.settings())
+        except ValueError as e:
+            log.warning("ignoring cached scikit-learn model (%s); refitting", e)
     ctx.progress(f"training scikit-learn {name} on {n} {ctx.train.name} images")
     x, y = ctx.train.subset(limit=n).tensors()
     model.fit(x, y)
-    atomic_write_bytes(path, pickle.dumps(model))
+    atomic_write_bytes(path, sklearn_to_bytes(model))
     return model

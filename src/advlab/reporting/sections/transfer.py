@@ -4,7 +4,7 @@ Sections: the cross-technique transfer matrix, cross-training-set transfer, the
 ensemble attack, the label-only black-box attack (success vs queries) and a universal
 perturbation. Models: the lecture's cached CNN and softmax model, two MLPs trained on
 disjoint halves of a training slice, and scikit-learn LR / linear SVM / decision tree /
-kNN trained on a slice (pickled in the lecture's model cache).
+kNN trained on a slice (cached as safetensors + JSON in the lecture's model cache).
 """
 
 from __future__ import annotations
