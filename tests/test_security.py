@@ -1,0 +1,112 @@
+"""Nothing executed: a crafted file in any cache or reader path is refused or ignored.
+
+Each test plants a pickle whose ``__reduce__`` would create a marker file (the harmless
+stand-in for ``os.system``) where advlab reads files that a user or an attacker could
+place, and asserts that the marker never appears.
+"""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+
+from advlab.checkpoint import CheckpointError, load_model, save_model
+from advlab.data import DatasetError
+from advlab.data.cifar10 import load_cifar10_batch, restricted_load
+from advlab.evaluation import cascade
+from advlab.experiments.context import ExperimentContext
+from advlab.experiments.transfer import sklearn_model
+from advlab.models import create_model
+from advlab.threat import ThreatModel
+
+
+class _Bomb:
+    """Unpickling this creates ``marker`` (via ``pathlib.Path.touch``)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (Path.touch, (self.marker,))
+
+
+def _bomb(marker: Path, protocol: int = 4) -> bytes:
+    data = pickle.dumps({b"data": _Bomb(marker), b"labels": [0]}, protocol=protocol)
+    # the bomb really works when unpickled the unsafe way (so the tests below can fail)
+    probe = marker.with_name(marker.name + ".selftest")
+    pickle.loads(pickle.dumps(_Bomb(probe)))
+    assert probe.exists()
+    probe.unlink()
+    return data
+
+
+def test_sklearn_cache_ignores_planted_files(digits_train, digits_test, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    ctx = ExperimentContext(train=digits_train, test=digits_test, quick=True, cache_dir=tmp_path)
+    model = sklearn_model(ctx, "lr")  # writes the cache file
+    (cached,) = list(tmp_path.glob("*-sk-lr-*.safetensors"))
+    marker = tmp_path / "pwned"
+    for name in (cached.name, cached.with_suffix(".pkl").name):  # the file and the old name
+        (tmp_path / name).write_bytes(_bomb(marker))
+    again = sklearn_model(ctx, "lr")  # refused, refitted, rewritten
+    assert not marker.exists()
+    x = digits_test.tensors()[0][:50]
+    assert torch.equal(again.predict(x) if hasattr(again, "predict") else again(x),
+                       model.predict(x) if hasattr(model, "predict") else model(x))
+
+
+def test_checkpoint_with_a_pickle_is_refused(tmp_path: Path) -> None:
+    save_model(tmp_path / "ck", create_model("softmax", in_shape=(1, 8, 8), num_classes=10))
+    marker = tmp_path / "pwned"
+    (tmp_path / "ck" / "model.safetensors").write_bytes(_bomb(marker))
+    with pytest.raises(CheckpointError):
+        load_model(tmp_path / "ck")
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+def test_cifar_batches_refuse_code(tmp_path: Path, protocol: int) -> None:
+    marker = tmp_path / "pwned"
+    (tmp_path / "data_batch_1").write_bytes(_bomb(marker, protocol))
+    with pytest.raises(DatasetError):
+        load_cifar10_batch(tmp_path / "data_batch_1")
+    with pytest.raises(pickle.UnpicklingError):
+        restricted_load(_bomb(marker, protocol))
+    assert not marker.exists()
+
+
+def test_cascade_state_with_a_pickle_is_refused(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    state = tmp_path / "run.state"
+    state.write_bytes(_bomb(marker))
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3)).eval()
+    x, y = torch.rand(6, 1, 2, 2), torch.tensor([0, 1, 2, 0, 1, 2])
+    with pytest.raises(ValueError, match="not a cascade state file"):
+        cascade(model, x, y, ["fgsm"], ThreatModel("linf", 0.1), state_path=state)
+    assert not marker.exists()
+    # with overwrite=True the file is replaced by a real state, still never unpickled
+    cascade(model, x, y, ["fgsm"], ThreatModel("linf", 0.1), state_path=state, overwrite=True)
+    assert not marker.exists()
+
+
+def test_no_unsafe_loader_in_the_source() -> None:
+    """Every pickle, torch.load and allow_pickle in src/ is one of the reviewed, safe uses."""
+    root = Path(__file__).resolve().parents[1] / "src" / "advlab"
+    allowed = {
+        "data/cifar10.py",  # RestrictedUnpickler: an allow-list of globals
+        "models/pretrained.py",  # torch.load(weights_only=True) of a package's own weights
+        "models/external.py",  # detects pickles in order to refuse them
+    }
+    found = set()
+    for path in root.rglob("*.py"):
+        text = path.read_text()
+        for needle in ("pickle.load", "pickle.Unpickler", "torch.load(", "allow_pickle=True", "joblib"):
+            if needle in text:
+                found.add(str(path.relative_to(root)))
+    assert found <= allowed, found - allowed
+    for rel in ("models/pretrained.py",):
+        if (root / rel).is_file() and "torch.load(" in (root / rel).read_text():
+            assert "weights_only=True" in (root / rel).read_text()
