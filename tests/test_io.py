@@ -49,3 +49,32 @@ def test_json_is_strict_nan_becomes_null_and_inf_a_string(tmp_path):  # type: ig
     assert "NaN" not in text and "Infinity" not in text
     assert _json.loads(text, parse_constant=lambda c: (_ for _ in ()).throw(ValueError(c))) == \
         {"acc": None, "rows": [1.0, "inf", [2.0, "-inf"]]}
+
+
+def test_orphaned_temp_files_of_killed_writers_are_removed(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A kill -9 mid-write leaves ``.<name>.<pid>.<rand>.tmp``; the next write removes it."""
+    import os
+    import subprocess
+    import sys
+
+    from advlab.io import atomic_write_bytes, remove_orphans
+
+    target = tmp_path / "model.json"
+    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                           capture_output=True, text=True, check=True)
+    dead = int(child.stdout)  # that process has exited: its files are orphans
+    orphan = tmp_path / f".model.json.{dead}.abcd1234.tmp"
+    orphan.write_bytes(b"x" * 1000)
+    live = tmp_path / f".model.json.{os.getppid()}.abcd1234.tmp"  # a live writer (our parent)
+    live.write_bytes(b"y")
+    other = tmp_path / f".model.json.other.{dead}.abcd1234.tmp"  # another target's temp file
+    other.write_bytes(b"z")
+    unrelated = tmp_path / ".model.json.notes"
+    unrelated.write_bytes(b"keep")
+    atomic_write_bytes(target, b"{}")
+    assert target.read_bytes() == b"{}"
+    assert not orphan.exists()
+    assert live.exists() and other.exists() and unrelated.exists()
+    assert remove_orphans(target) == []
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")) == sorted(
+        [live.name, other.name])

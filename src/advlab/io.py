@@ -15,11 +15,12 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_write_json"]
+__all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_write_json", "remove_orphans"]
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
@@ -31,7 +32,8 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    remove_orphans(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     try:
         umask = os.umask(0)
         os.umask(umask)
@@ -44,6 +46,51 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+#: a temporary file of this module: ``.<target>.<pid>.<8 random chars>.tmp``
+_TMP = re.compile(r"^(?P<pid>\d+)\.[A-Za-z0-9_]{8}\.tmp$")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def remove_orphans(path: str | Path) -> list[Path]:
+    """Delete the temporary files of ``path`` that a killed writer left behind.
+
+    A temporary file names its writer's pid; it is an orphan when that process no longer
+    exists (a ``kill -9`` during a write). Live writers' files, and every other file, are
+    left alone. Called before every atomic write, so a rerun cleans up after a kill.
+
+    Returns:
+        The files removed.
+    """
+    path = Path(path)
+    prefix = f".{path.name}."
+    removed = []
+    try:
+        entries = list(path.parent.iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        if not entry.name.startswith(prefix):
+            continue
+        m = _TMP.match(entry.name[len(prefix):])
+        if m is None or int(m["pid"]) == os.getpid() or _alive(int(m["pid"])):
+            continue
+        try:
+            entry.unlink()
+            removed.append(entry)
+        except OSError:
+            pass
+    return removed
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
