@@ -26,7 +26,7 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 from torch import nn
 
-from advlab import __version__
+from advlab._version import __version__
 from advlab.io import atomic_write_bytes, atomic_write_text  # re-exported
 from advlab.models.registry import create_model
 
@@ -103,6 +103,29 @@ def _weights_path(directory: str | Path) -> Path:
     return p if p.suffix == ".safetensors" else p / MODEL_FILE
 
 
+def _build_bounded(path: Path, meta: Any, tensors: dict[str, torch.Tensor]) -> nn.Module:
+    """Build the model the metadata names, after checking its size on the meta device.
+
+    Metadata that asks for a model larger than the weights the file holds (a 40 GB MLP in
+    a 2 KB file) is refused before any memory is allocated.
+    """
+    if not isinstance(meta, dict) or not isinstance(meta.get("model"), str) or not isinstance(
+            meta.get("settings", {}), dict):
+        raise CheckpointError(f"{path} has malformed advlab metadata (model name and settings)")
+    settings = meta.get("settings", {})
+    try:
+        with torch.device("meta"):
+            shell = create_model(meta["model"], **settings)
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{path} names a model advlab cannot build: {e}") from None
+    wanted = sum(t.numel() for t in shell.state_dict().values())
+    held = sum(t.numel() for t in tensors.values())
+    if wanted > held:
+        raise CheckpointError(f"{path}: its metadata describes a {meta['model']!r} with {wanted:,} "
+                              f"values but the file holds {held:,}; refusing to build it")
+    return create_model(meta["model"], **settings)
+
+
 def load_model(directory: str | Path, map_location: str | torch.device = "cpu") -> nn.Module:
     """Rebuild a model from a checkpoint directory (or its ``.safetensors`` file), in eval mode."""
     path = _weights_path(directory)
@@ -111,7 +134,7 @@ def load_model(directory: str | Path, map_location: str | torch.device = "cpu") 
         meta = json.loads(md["advlab"])
     except (KeyError, json.JSONDecodeError):
         raise CheckpointError(f"{path} has no advlab metadata; was it saved by advlab?") from None
-    model = create_model(meta["model"], **meta.get("settings", {}))
+    model = _build_bounded(path, meta, tensors)
     try:
         model.load_state_dict(tensors)
     except RuntimeError as e:

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from advlab import __version__
+from advlab._version import __version__
 from advlab.checkpoint import META_FILE, STATE_FILE, CheckpointError, load_model, read_metadata
 from advlab.data import ImageDataset, normalization_stats
 from advlab.defenses.trainer import CurveConfig, TrainConfig, fit

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from advlab import __version__
+from advlab._version import __version__
 from advlab.rl.envs import make_env, resolve_env_id
 from advlab.rl.episodes import rollout, single_thread
 
