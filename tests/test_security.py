@@ -110,3 +110,22 @@ def test_no_unsafe_loader_in_the_source() -> None:
     for rel in ("models/pretrained.py",):
         if (root / rel).is_file() and "torch.load(" in (root / rel).read_text():
             assert "weights_only=True" in (root / rel).read_text()
+
+
+def test_checkpoint_metadata_cannot_ask_for_a_huge_model(tmp_path: Path) -> None:
+    """A 2 KB checkpoint whose settings describe a 40 GB MLP is refused before allocating."""
+    import json
+
+    from safetensors.torch import load_file, save_file
+
+    save_model(tmp_path / "ck", create_model("softmax", in_shape=(1, 8, 8), num_classes=10))
+    f = tmp_path / "ck" / "model.safetensors"
+    from safetensors import safe_open
+
+    with safe_open(str(f), "pt") as h:
+        md = h.metadata()
+    meta = json.loads(md["advlab"])
+    meta["model"], meta["settings"] = "mlp", dict(meta["settings"], hidden=[100_000, 100_000])
+    save_file(load_file(str(f)), str(f), metadata={**md, "advlab": json.dumps(meta)})
+    with pytest.raises(CheckpointError, match="refusing to build"):
+        load_model(tmp_path / "ck")

@@ -121,8 +121,8 @@ def _build_bounded(path: Path, meta: Any, tensors: dict[str, torch.Tensor]) -> n
     wanted = sum(t.numel() for t in shell.state_dict().values())
     held = sum(t.numel() for t in tensors.values())
     if wanted > held:
-        raise CheckpointError(f"{path}: its metadata describes a {meta['model']!r} with {wanted:,} "
-                              f"values but the file holds {held:,}; refusing to build it")
+        raise CheckpointError(f"{path} does not match model {meta['model']!r}: its metadata describes "
+                              f"{wanted:,} values but the file holds {held:,}; refusing to build it")
     return create_model(meta["model"], **settings)
 
 

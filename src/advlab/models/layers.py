@@ -22,8 +22,8 @@ class Normalize(nn.Module):
     def __init__(self, mean: Sequence[float] | float = 0.0, std: Sequence[float] | float = 1.0,
                  channels: int = 1) -> None:
         super().__init__()
-        m = torch.as_tensor(mean, dtype=torch.float32).reshape(-1)
-        s = torch.as_tensor(std, dtype=torch.float32).reshape(-1)
+        m = torch.as_tensor(mean, dtype=torch.float32, device="cpu").reshape(-1)
+        s = torch.as_tensor(std, dtype=torch.float32, device="cpu").reshape(-1)
         if m.numel() == 1:
             m = m.expand(channels)
         if s.numel() == 1:
