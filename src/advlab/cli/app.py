@@ -35,6 +35,7 @@ from advlab.cli._common import (
     load_lecture_data,
     out_console,
 )
+from advlab.cli._inputs import BoundsOpt, DeviceOpt, MeanOpt, NormalizeOpt, StdOpt
 
 __all__ = ["app", "main", "UsageError"]
 
@@ -262,6 +263,12 @@ def eval_cmd(
     out: Annotated[Path | None, typer.Option(help="Write results JSON here.")] = None,
     data_dir: DataDir = None,
     cache_dir: CacheDir = None,
+    device: DeviceOpt = None,
+    mean: MeanOpt = None,
+    std: StdOpt = None,
+    normalize: NormalizeOpt = None,
+    bounds: BoundsOpt = None,
+    html: Annotated[Path | None, typer.Option(help="Also write a one-file robustness report (HTML) here.")] = None,
     image_size: ImageSizeOpt = None,
     resize: ResizeOpt = None,
     classes_file: ClassesFileOpt = None,
@@ -271,10 +278,14 @@ def eval_cmd(
     overwrite: Annotated[bool, typer.Option(help="Let --state replace an existing file that is not a cascade state file.")] = False,
 ) -> None:
     """Clean and robust accuracy of a model under an attack (or a cascade); JSON results."""
+    from advlab.cli._inputs import apply_inputs, input_wrapper, resolve_device
     from advlab.evaluation import accuracy_vs_eps, evaluate
     from advlab.threat import ThreatModel
 
     threat = ThreatModel(norm, eps)
+    dev, wrap = resolve_device(device), input_wrapper(mean, std, normalize, bounds)
+    if html is not None:
+        check_output(html, "file", "--html", "report.html")
     # settings are checked before anything is loaded; a cascade (--attacks) takes none of them
     options = {"steps": steps, "step_size": step_size, "rel_step_size": rel_step_size,
                "restarts": restarts, "random_init": random_init, "early_stop": early_stop, "loss": loss}
@@ -291,22 +302,31 @@ def eval_cmd(
         check_output(state, "file", "--state", "run.state")
     net, ds = _common_eval(checkpoint, dataset, split, limit, classes, data_dir, cache_dir, download,
                            image_size=image_size, resize=resize, classes_file=classes_file)
+    net = apply_inputs(net, wrap, dev)
+    if html is not None:
+        from advlab.cli.cmd_evaluation import run_report_eval
+
+        return run_report_eval(net, ds, threat, attacks or atk, html=html, out=out, seed=seed,
+                               batch_size=batch_size, state=state, eps_curve=eps_curve, device=dev,
+                               meta={"dataset": dataset, "model": checkpoint})
     if attacks:  # issue 3: the cascade lives in cmd_evaluation
         from advlab.cli.cmd_evaluation import run_cascade_eval
 
-        return run_cascade_eval(net, ds, threat, attacks, state=state, seed=seed, batch_size=batch_size,
+        return run_cascade_eval(net, ds, threat, attacks, state=state, seed=seed, batch_size=batch_size, device=dev,
                                 per_sample=per_sample, out=out, meta={"dataset": dataset, "model": checkpoint},
                                 overwrite=overwrite)
-    x, y = ds.tensors()
-    gen = torch.Generator().manual_seed(seed)
-    console.print(f"evaluating on {len(ds)} {dataset}/{split} images: {atk!r}, {norm} eps={eps}")
+    x, y = (t.to(dev) for t in ds.tensors())
+    gen = torch.Generator(device=dev).manual_seed(seed)
+    console.print(f"evaluating on {len(ds)} {dataset}/{split} images: {atk!r}, {norm} eps={eps}"
+                  + (f" on {dev}" if dev.type != "cpu" else ""))
     res = evaluate(net, x, y, atk, threat, generator=gen, batch_size=batch_size, seed=seed)
     d = res.to_dict(per_sample=per_sample)
     d["dataset"] = dataset
     d["model"] = checkpoint
     if eps_curve:
         curve = accuracy_vs_eps(net, x, y, atk, _parse_floats(eps_curve, "--eps-curve"), norm,
-                                generator=torch.Generator().manual_seed(seed), batch_size=batch_size)
+                                generator=torch.Generator(device=dev).manual_seed(seed),
+                                batch_size=batch_size)
         d["curve"] = curve.to_dict()
     table = Table(title="advlab eval")
     for col in ("clean acc", "robust acc", "success", "confidence on mistakes", "passes", "time"):

@@ -39,7 +39,7 @@ def _maybe_init_distributed() -> tuple[int, int]:
 
 def run_cascade_eval(net: nn.Module, ds: Any, threat: Any, spec: str, *, state: Path | None,
                      seed: int, batch_size: int, per_sample: bool, out: Path | None,
-                     meta: dict[str, Any], overwrite: bool = False) -> None:
+                     meta: dict[str, Any], device: torch.device | None = None, overwrite: bool = False) -> None:
     """Run the cascade for ``advlab eval --attacks`` and print/write the results."""
     from advlab.evaluation import make_stages, run_cascade
     from advlab.evaluation.cascade import is_state_file
@@ -50,6 +50,8 @@ def run_cascade_eval(net: nn.Module, ds: Any, threat: Any, spec: str, *, state: 
                          "file or pass --overwrite to replace it")
     rank, world = _maybe_init_distributed()
     x, y = ds.tensors()
+    if device is not None:
+        x, y = x.to(device), y.to(device)
     if rank == 0:
         names = ", ".join(n for n, _ in stages)
         console.print(f"cascade on {len(ds)} images ({names}), {threat.norm} eps={threat.eps}"
@@ -92,5 +94,37 @@ def run_cascade_eval(net: nn.Module, ds: Any, threat: Any, spec: str, *, state: 
     if out:
         _write_json(out, d)
         console.print(f"results written to {out}")
+    else:
+        sys.stdout.write(json.dumps(d, default=str) + "\n")
+
+
+def run_report_eval(net: nn.Module, ds: Any, threat: Any, attacks: Any, *, html: Path,
+                    out: Path | None, seed: int, batch_size: int, state: Path | None,
+                    eps_curve: str | None, device: torch.device, meta: dict[str, Any]) -> None:
+    """``advlab eval ... --html FILE``: the evaluation plus its one-file robustness report."""
+    import shlex
+
+    from advlab.cli._common import _parse_floats
+    from advlab.evaluation.report import robustness_evaluation
+    from advlab.reporting.robustness import RobustnessReport
+
+    x, y = (t.to(device) for t in ds.tensors())
+    curve: Any = _parse_floats(eps_curve, "--eps-curve") if eps_curve else "default"
+    console.print(f"evaluating on {len(ds)} images with a report ({html}); curve eps "
+                  f"{curve if curve != 'default' else 'x 0, 0.25, 0.5, 1, 2'}")
+    res = robustness_evaluation(net, x, y, threat, attacks, seed=seed, batch_size=batch_size,
+                                eps_curve=curve, classes=list(ds.classes), state_path=state,
+                                model_name=str(meta.get("model")), data_name=str(meta.get("dataset")),
+                                settings={"device": str(device)})
+    res.command = "advlab " + shlex.join(sys.argv[1:])
+    report = RobustnessReport.from_result(res)
+    report.to_html(html)
+    console.print(f"robust accuracy {res.robust_accuracy:.2%} (clean {res.clean_accuracy:.2%}) in "
+                  f"{res.seconds:.1f} s; report written to {html}")
+    for w in res.warnings:
+        console.print(f"[yellow]warning[/] {w.code}: {w.message}", highlight=False)
+    d = dict(res.to_dict(), **meta)
+    if out:
+        _write_json(out, d)
     else:
         sys.stdout.write(json.dumps(d, default=str) + "\n")

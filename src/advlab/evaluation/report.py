@@ -27,7 +27,8 @@ import torch
 from torch import nn
 
 from advlab.attacks import Attack
-from advlab.evaluation.cascade import CascadeResult, _dist, cascade
+from advlab.evaluation.auto import run_cascade
+from advlab.evaluation.cascade import CascadeResult, _dist
 from advlab.evaluation.checks import CheckWarning
 from advlab.evaluation.metrics import predict
 from advlab.models.zoo import confidence
@@ -128,7 +129,7 @@ def _run_curve(model: nn.Module, x: torch.Tensor, y: torch.Tensor, threat: Threa
         elif e == 0:
             acc.append(main.clean_acc)
         else:
-            r = cascade(model, x, y, stages, ThreatModel(threat.norm, e, threat.bounds), seed=seed,
+            r = run_cascade(model, x, y, stages, ThreatModel(threat.norm, e, threat.bounds), seed=seed,
                         batch_size=batch_size, checks=False)
             acc.append(r.robust_acc)
             passes += r.passes
@@ -188,7 +189,7 @@ def robustness_evaluation(
     stages, spec = _stages_of(attacks)
     eps_list = _curve_eps(threat, eps_curve)
     t0 = time.perf_counter()
-    res = cascade(model, x, labels, stages, threat, seed=seed, batch_size=batch_size,
+    res = run_cascade(model, x, labels, stages, threat, seed=seed, batch_size=batch_size,
                   state_path=state_path, keep_adversarials=True, on_chunk=on_chunk)
     curve = _run_curve(model, x, labels, threat, stages, res, eps_list, seed, batch_size)
     samples = _samples(model, x, labels, res, n_samples, batch_size)
