@@ -371,6 +371,11 @@ def attack_cmd(
     seed: int = 0,
     data_dir: DataDir = None,
     cache_dir: CacheDir = None,
+    device: DeviceOpt = None,
+    mean: MeanOpt = None,
+    std: StdOpt = None,
+    normalize: NormalizeOpt = None,
+    bounds: BoundsOpt = None,
     image_size: ImageSizeOpt = None,
     resize: ResizeOpt = None,
     classes_file: ClassesFileOpt = None,
@@ -391,16 +396,20 @@ def attack_cmd(
                                 "restarts": restarts, "random_init": random_init, "loss": loss},
                        extra=settings, defaults={"early_stop": False})
     check_output(out, "dir")
+    from advlab.cli._inputs import apply_inputs, input_wrapper, resolve_device
+
+    dev, wrap = resolve_device(device), input_wrapper(mean, std, normalize, bounds)
     net, ds = _common_eval(checkpoint, dataset, split, limit, classes, data_dir, cache_dir, download,
                            image_size=image_size, resize=resize, classes_file=classes_file)
-    x, y = ds.tensors()
+    net = apply_inputs(net, wrap, dev)
+    x, y = (t.to(dev) for t in ds.tensors())
     if target is not None:
         if not 0 <= target < ds.num_classes:
             raise UsageError(f"--target must be in [0, {ds.num_classes - 1}]")
         crit: Any = TargetedMisclassification(torch.full_like(y, target))
     else:
         crit = Misclassification(y)
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator(device=dev).manual_seed(seed)
     t0 = time.perf_counter()
     res = atk(net, x, crit, threat=threat, generator=gen, batch_size=batch_size)
     seconds = time.perf_counter() - t0
@@ -411,10 +420,10 @@ def attack_cmd(
     q_success = crit.is_success(adv_logits)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out / "adversarials.safetensors", st_save({
-        "x_adv": adv_u8.contiguous(), "labels": y, "clean_pred": clean_logits.argmax(1),
-        "adv_pred": adv_logits.argmax(1)}, metadata={"threat": json.dumps(threat.to_dict())}))
+        "x_adv": adv_u8.cpu().contiguous(), "labels": y.cpu(), "clean_pred": clean_logits.argmax(1).cpu(),
+        "adv_pred": adv_logits.argmax(1).cpu()}, metadata={"threat": json.dumps(threat.to_dict())}))
     fig = figures.adversarial_grid(
-        x, xq, clean_logits.argmax(1).tolist(), confidence(net, clean_logits).tolist(),
+        x.cpu(), xq.cpu(), clean_logits.argmax(1).tolist(), confidence(net, clean_logits).tolist(),
         adv_logits.argmax(1).tolist(), confidence(net, adv_logits).tolist(), ds.classes,
         labels=y.tolist())
     from advlab.io import atomic_write_bytes as _awb
