@@ -74,6 +74,7 @@ def train(
     curves: Annotated[bool | None, typer.Option("--curves/--no-curves", help="Per-epoch clean/FGSM/PGD test error at the training eps, to OUT/curves.json (default: on for adversarial defenses).")] = None,
     curve_n: Annotated[int, typer.Option(help="Test images for the learning curves.")] = 1000,
     curve_steps: Annotated[int, typer.Option(help="PGD steps for the learning curves.")] = 10,
+    device: DeviceOpt = None,
     data_dir: DataDir = None,
     cache_dir: CacheDir = None,
     download: Annotated[bool, typer.Option(help="Download the dataset if it is not found locally.")] = True,
@@ -116,7 +117,11 @@ def train(
     if curve_n < 1:
         raise UsageError(f"--curve-n must be >= 1, got {curve_n}")
 
-    rank, world, device = cd.init_distributed()
+    from advlab.cli._inputs import resolve_device
+
+    chosen = resolve_device(device) if device is not None else None
+    rank, world, dist_device = cd.init_distributed()
+    device = dist_device if world > 1 else chosen  # type: ignore[assignment]
     finished = False
     try:
         train_ds = _load_data(dataset, "train", data_dir, cache_dir, limit, classes, download)
