@@ -224,7 +224,8 @@ def serve_cmd(
     port: Annotated[int, typer.Option(help="TCP port on 127.0.0.1 (0: any free port).")] = 8000,
     host: Annotated[str, typer.Option(help="Loopback address only: 127.0.0.1 or ::1.")] = "127.0.0.1",
     max_batch: Annotated[int, typer.Option(help="Most images per request.")] = 256,
-    max_body_mb: Annotated[float, typer.Option(help="Largest request body in MiB.")] = 16.0,
+    max_body_mb: Annotated[float | None, typer.Option(
+        help="Largest request body in MiB (default: room for --max-batch images, 1 to 16).")] = None,
     budget: Annotated[int | None, typer.Option(help="Query budget: most images labelled in total.")] = None,
     rate_limit: Annotated[float | None, typer.Option(help="Most requests per second.")] = None,
     in_shape: Annotated[str | None, typer.Option(help="Input shape C,H,W if the model does not say.")] = None,
@@ -238,7 +239,7 @@ def serve_cmd(
         raise UsageError(f"--in-shape must be C,H,W such as 1,28,28, got {in_shape!r}")
     shape = tuple(int(s) for s in in_shape.split(",")) if in_shape else _in_shape(model)
     cfg = ServeConfig(in_shape=shape, num_classes=getattr(model, "num_classes", None),
-                      max_batch=max_batch, max_body_bytes=int(max_body_mb * 1024 * 1024),
+                      max_batch=max_batch, max_body_bytes=None if max_body_mb is None else int(max_body_mb * 1024 * 1024),
                       query_budget=budget, rate_limit=rate_limit)
     application = create_app(model, cfg)
     sock = bind_loopback(host, port)
