@@ -260,15 +260,22 @@ def test_negative_eps(run_main: Callable[..., Outcome], trained: tuple[Path, str
 
 def test_missing_checkpoint(run_main: Callable[..., Outcome]) -> None:
     _usage_error(run_main("eval", "no-such-dir", "--dataset", "digits"),
-                 "checkpoint no-such-dir not found")
+                 "model no-such-dir not found", "TorchScript file")
 
 
 def test_corrupt_checkpoint(run_main: Callable[..., Outcome], tmp_path: Path) -> None:
-    (tmp_path / "bad").mkdir()
+    save_model(tmp_path / "bad", create_model("softmax", in_shape=(1, 8, 8), num_classes=10))
     (tmp_path / "bad" / "model.safetensors").write_bytes(b"garbage")
     res = run_main("attack", "bad", "--dataset", "digits", "--out", "A")
     _usage_error(res, "not a valid safetensors file")
     assert not (tmp_path / "A").exists()
+
+
+def test_folder_without_model_json(run_main: Callable[..., Outcome], tmp_path: Path) -> None:
+    (tmp_path / "bare").mkdir()
+    (tmp_path / "bare" / "model.safetensors").write_bytes(b"garbage")
+    _usage_error(run_main("eval", "bare", "--dataset", "digits"),
+                 "bare is a folder but not an advlab checkpoint (no model.json)")
 
 
 def test_resume_with_nothing_to_resume(run_main: Callable[..., Outcome], tmp_path: Path) -> None:
