@@ -11,6 +11,7 @@ from torch import nn
 
 from advlab.data import ImageDataset
 from advlab.experiments.cache import Recipe, TrainedModel, get_or_train
+from advlab.experiments.photos import PhotoSet, PhotosUnavailable, load_photo_set
 from advlab.experiments.recipes import MODEL_RECIPES, lecture_recipe
 
 __all__ = ["ExperimentContext"]
@@ -40,6 +41,7 @@ class ExperimentContext:
     seed: int = 0
     progress: Callable[[str], None] = lambda msg: None
     _models: dict[str, nn.Module] = field(default_factory=dict)
+    _photos: PhotoSet | PhotosUnavailable | None = None
 
     @property
     def n_eval(self) -> int:
@@ -79,3 +81,23 @@ class ExperimentContext:
         model = self.train_recipe(lecture_recipe(name, self.quick, self.seed)).model
         self._models[name] = model
         return model
+
+    def use_photos(self, photos: PhotoSet) -> None:
+        """Use ``photos`` (model and images) wherever an experiment asks for :meth:`photos`."""
+        self._photos = photos
+
+    def photos(self) -> PhotoSet:
+        """The ImageNet model and photos of the photo sections, loaded once.
+
+        Raises:
+            PhotosUnavailable: the ``imagenet`` extra is missing (a one-line note says how to
+                install it); the same note on every later call, without retrying.
+        """
+        if self._photos is None:
+            try:
+                self._photos = load_photo_set()
+            except PhotosUnavailable as e:
+                self._photos = e
+        if isinstance(self._photos, PhotosUnavailable):
+            raise PhotosUnavailable(str(self._photos))
+        return self._photos
