@@ -25,8 +25,15 @@ from advlab.cli._common import (
     out_console,
 )
 
+#: every ``advlab analyze`` name (kept equal to ``all_analyses()`` by tests/test_cli_analyze.py)
 ANALYSIS_NAMES = ("cross-section", "decision-map", "same-norm", "linear", "class-sweep", "rbf",
-                  "noise", "subspace", "generative", "model-based")
+                  "noise", "subspace", "generative", "model-based",
+                  # photos (ImageNet): advlab.experiments.photo_attacks, photo_maps
+                  "panda", "photo-attacks", "class-direction",
+                  "photo-cross-section", "photo-decision-map", "photo-noise", "photo-physical",
+                  # the lecture's remaining claims: claims, spam, detectors, text
+                  "xs-and-os", "linear-vs-deep-at", "perturb-layer", "robust-class-sweep",
+                  "spam", "detectors", "text-vat")
 
 
 @app.command("analyze")
@@ -49,11 +56,12 @@ def analyze(
     numbers come from `advlab.experiments.analysis`; `advlab.reporting` only draws the figures.
     """
     from advlab.experiments import ExperimentContext
-    from advlab.experiments.analysis import ANALYSES
+    from advlab.experiments.analysis import all_analyses
     from advlab.io import atomic_write_bytes
     from advlab.reporting.figures import figure_to_png
     from advlab.reporting.figures_analysis import FIGURE_DPI, analysis_figures
 
+    ANALYSES = all_analyses()
     key = name.lower().replace("_", "-")
     if key not in ANALYSES:
         raise UsageError(f"unknown analysis {name!r}; use one of {', '.join(ANALYSES)}")

@@ -7,7 +7,9 @@ results the figures are drawn from. Nothing here plots or writes files: the lect
 sections (:mod:`advlab.reporting.sections.analysis`) and ``advlab analyze`` draw the
 figures with :mod:`advlab.reporting.figures_analysis`.
 
-:data:`ANALYSES` maps the ``advlab analyze`` names to ``(run function, section key)``.
+:data:`ANALYSES` maps the ``advlab analyze`` names to ``(run function, section key)``. Other
+experiment modules (:data:`ANALYSIS_MODULES`) add theirs with :func:`register_analysis`;
+:func:`all_analyses` imports them and returns the whole table.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from advlab.evaluation import predict
 from advlab.experiments.context import ExperimentContext
 from advlab.models import LogisticRegression, confidence
 
-__all__ = ["ANALYSES", "Analysis", "AnalysisRun", "CrossSectionsRun", "DecisionMapsRun", "SameNormRun",
+__all__ = ["ANALYSES", "ANALYSIS_MODULES", "all_analyses", "register_analysis",
+           "Analysis", "AnalysisRun", "CrossSectionsRun", "DecisionMapsRun", "SameNormRun",
            "LinearModelsRun", "ClassSweepRun", "RBFRun", "NoiseRun", "SubspaceRun", "GenerativeRun",
            "ModelBasedRun", "run_cross_sections", "run_decision_maps", "run_same_norm",
            "run_linear_models", "run_class_sweep", "run_rbf", "run_noise", "run_subspace",
@@ -398,3 +401,34 @@ ANALYSES: dict[str, Analysis] = {
     "generative": Analysis(run_generative, "generative"),
     "model-based": Analysis(run_model_based, "model_based"),
 }
+
+#: experiment modules that add analyses to :data:`ANALYSES` when imported (see
+#: :func:`register_analysis`); :func:`all_analyses` imports them
+ANALYSIS_MODULES = (
+    "advlab.experiments.photo_attacks",  # the panda slide, attacks on photos, one class's direction
+    "advlab.experiments.photo_maps",  # cross sections, decision maps, noise, physical world on photos
+    "advlab.experiments.claims",  # X's and O's, AT on linear vs deep, where to perturb, robust sweeps
+    "advlab.experiments.spam",  # add-only evasion of spam detectors
+    "advlab.experiments.detectors",  # detectors and the adaptive attack that bypasses them
+    "advlab.experiments.text",  # adversarial and virtual adversarial training on word embeddings
+)
+
+
+def register_analysis(name: str, run: Callable[..., AnalysisRun], section: str) -> None:
+    """Add ``advlab analyze <name>`` (experiment ``run``, lecture section key ``section``).
+
+    Raises:
+        ValueError: ``name`` is registered already (each analysis is named once).
+    """
+    if name in ANALYSES:
+        raise ValueError(f"analysis {name!r} is registered already")
+    ANALYSES[name] = Analysis(run, section)
+
+
+def all_analyses() -> dict[str, Analysis]:
+    """:data:`ANALYSES` after importing every module of :data:`ANALYSIS_MODULES`."""
+    import importlib
+
+    for module in ANALYSIS_MODULES:
+        importlib.import_module(module)
+    return ANALYSES

@@ -375,8 +375,36 @@ def analysis_figures(run: AnalysisRun) -> dict[str, Figure]:
     Raises:
         TypeError: ``run`` is not one of the analysis experiments' results.
     """
+    import importlib
+
+    for module in FIGURE_MODULES:
+        importlib.import_module(module)
     draw = _FIGURES.get(type(run))
     if draw is None:
         raise TypeError(f"no figures for {type(run).__name__}; expected one of "
                         f"{', '.join(t.__name__ for t in _FIGURES)}")
     return draw(run)
+
+
+#: figure modules that add drawers with :func:`register_figures` (imported by
+#: :func:`analysis_figures`), one per experiment module of
+#: :data:`advlab.experiments.analysis.ANALYSIS_MODULES`
+FIGURE_MODULES = (
+    "advlab.reporting.figures_photo_attacks",
+    "advlab.reporting.figures_photo_maps",
+    "advlab.reporting.figures_claims",
+    "advlab.reporting.figures_spam",
+    "advlab.reporting.figures_detectors",
+    "advlab.reporting.figures_text",
+)
+
+
+def register_figures(run_type: type, draw: Callable[[Any], dict[str, Figure]]) -> None:
+    """Draw the results of type ``run_type`` with ``draw`` (``run -> {name: Figure}``).
+
+    Raises:
+        ValueError: ``run_type`` has a drawer already.
+    """
+    if run_type in _FIGURES:
+        raise ValueError(f"{run_type.__name__} has figures registered already")
+    _FIGURES[run_type] = draw

@@ -1,0 +1,1 @@
+"""Lecture experiments (placeholder; registers its analyses with register_analysis)."""

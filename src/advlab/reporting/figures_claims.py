@@ -1,0 +1,1 @@
+"""Figures of :mod:`advlab.experiments.claims` (placeholder; registers with register_figures)."""

@@ -1,0 +1,1 @@
+"""Figures of :mod:`advlab.experiments.detectors` (placeholder; registers with register_figures)."""

@@ -1,0 +1,1 @@
+"""Lecture sections of :mod:`advlab.experiments.claims` (placeholder; registers with @section)."""

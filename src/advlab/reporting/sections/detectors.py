@@ -1,0 +1,1 @@
+"""Lecture sections of :mod:`advlab.experiments.detectors` (placeholder; registers with @section)."""

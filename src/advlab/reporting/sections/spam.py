@@ -1,0 +1,1 @@
+"""Lecture sections of :mod:`advlab.experiments.spam` (placeholder; registers with @section)."""

@@ -1,0 +1,1 @@
+"""Lecture sections of :mod:`advlab.experiments.text` (placeholder; registers with @section)."""
