@@ -31,9 +31,9 @@ ANALYSIS_NAMES = ("cross-section", "decision-map", "same-norm", "linear", "class
                   # photos (ImageNet): advlab.experiments.photo_attacks, photo_maps
                   "panda", "photo-attacks", "class-direction",
                   "photo-cross-section", "photo-decision-map", "photo-noise", "photo-physical",
-                  # the lecture's remaining claims: claims, spam, detectors, text
-                  "xs-and-os", "linear-vs-deep-at", "perturb-layer", "robust-class-sweep",
-                  "spam", "detectors", "text-vat")
+                  # the lecture's remaining claims: claims, spam, detectors
+                  "xs-and-os", "linear-vs-deep-at", "perturb-layer",
+                  "spam", "detectors")
 
 
 @app.command("analyze")

@@ -1,1 +1,0 @@
-"""Lecture sections of :mod:`advlab.experiments.text` (placeholder; registers with @section)."""
