@@ -111,3 +111,12 @@ def _cli_environment(tmp_path: Path) -> dict[str, str]:
         "no_proxy": "", "NO_PROXY": "",
     })
     return env
+
+
+@pytest.fixture(autouse=True)
+def _no_system_datasets(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests see only the data they point at: a Debian copy of Fashion-MNIST on the machine
+    (``advlab.data._locate.SYSTEM_DIRS``) must not turn a "not found" test into a load."""
+    import advlab.data._locate as locate
+
+    monkeypatch.setattr(locate, "SYSTEM_DIRS", {})

@@ -199,7 +199,11 @@ def test_parent_dir_lookup_finds_subfolder(tmp_path: Path, mnist_test: ImageData
 
 
 @needs_mnist
-def test_mnist_folder_is_not_read_as_fashion_mnist(tmp_path: Path) -> None:
+def test_mnist_folder_is_not_read_as_fashion_mnist(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    import advlab.data._locate as locate
+
+    monkeypatch.setattr(locate, "SYSTEM_DIRS", {})  # no Debian copy to fall back on
     with pytest.raises(DatasetError, match="Fashion-MNIST"):
         load_dataset(
             "fashion-mnist", "test", data_dir=SHARED_MNIST, download=False, cache_dir=tmp_path
@@ -704,3 +708,27 @@ def test_cifar_download_and_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert len(ds) == 15 and web.calls == [url]
     assert (cache / "cifar10" / "cifar-10-python.tar.gz").read_bytes() == tarball
     assert leftovers(tmp_path) == []
+
+
+def test_system_folder_is_searched_last(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import advlab.data._locate as locate
+    from advlab.data._locate import search_dirs
+
+    SYSTEM_DIRS = {"fashion-mnist": (Path("/usr/share/datasets/fashion-mnist"),)}
+    monkeypatch.setattr(locate, "SYSTEM_DIRS", SYSTEM_DIRS)
+    dirs = search_dirs("fashion-mnist", tmp_path / "mine", tmp_path / "cache")
+    assert dirs[0] == tmp_path / "mine"
+    assert dirs[-1] == SYSTEM_DIRS["fashion-mnist"][-1] == Path("/usr/share/datasets/fashion-mnist")
+    assert all(d not in SYSTEM_DIRS.get("fashion-mnist", ()) for d in search_dirs("mnist", None, tmp_path))
+
+
+@pytest.mark.skipif(not Path("/usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz").is_file(),
+                    reason="Debian's dataset-fashion-mnist is not installed")
+def test_debian_fashion_mnist_is_found_without_data_dir(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    import advlab.data._locate as locate
+
+    monkeypatch.setattr(locate, "SYSTEM_DIRS", {"fashion-mnist": (Path("/usr/share/datasets/fashion-mnist"),)})
+    ds = load_dataset("fashion-mnist", "test", download=False, cache_dir=tmp_path)
+    assert ds.images.shape == (10000, 1, 28, 28) and ds.classes[0] == "T-shirt/top"
+    assert torch.bincount(ds.labels).tolist() == [1000] * 10

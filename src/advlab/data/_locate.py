@@ -11,6 +11,7 @@ from pathlib import Path
 
 __all__ = [
     "DATASET_SUBFOLDERS",
+    "SYSTEM_DIRS",
     "default_cache_dir",
     "not_found_message",
     "search_dirs",
@@ -23,6 +24,14 @@ DATASET_SUBFOLDERS: dict[str, tuple[str, ...]] = {
     "mnist": ("mnist", "MNIST", "MNIST/raw"),
     "fashion-mnist": ("fashion-mnist", "fashion_mnist", "FashionMNIST", "FashionMNIST/raw"),
     "cifar10": ("cifar10", "cifar-10", "CIFAR10"),
+}
+
+
+#: Folders where a system package installs a dataset, searched after the data and cache dirs
+#: (Debian's ``dataset-fashion-mnist`` puts the four IDX ``.gz`` files here; the MD5 checks of
+#: the loader still apply).
+SYSTEM_DIRS: dict[str, tuple[Path, ...]] = {
+    "fashion-mnist": (Path("/usr/share/datasets/fashion-mnist"),),
 }
 
 
@@ -54,7 +63,8 @@ def search_dirs(name: str, data_dir: Path | None, cache_dir: Path) -> list[Path]
     """List the folders to search for dataset ``name``, in order.
 
     ``data_dir`` itself, then its dataset sub-folders (``data_dir/<name>`` and aliases), then
-    the same for ``cache_dir``. A folder named after a *different* dataset is skipped.
+    the same for ``cache_dir``, then the system folders of :data:`SYSTEM_DIRS`. A folder named
+    after a *different* dataset is skipped.
 
     Args:
         name: Canonical dataset name (a key of :data:`DATASET_SUBFOLDERS`).
@@ -73,6 +83,9 @@ def search_dirs(name: str, data_dir: Path | None, cache_dir: Path) -> list[Path]
         for candidate in candidates:
             if candidate not in found:
                 found.append(candidate)
+    for candidate in SYSTEM_DIRS.get(name, ()):
+        if candidate not in found:
+            found.append(candidate)
     return found
 
 
