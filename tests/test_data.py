@@ -728,7 +728,8 @@ def test_debian_fashion_mnist_is_found_without_data_dir(tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     import advlab.data._locate as locate
 
-    monkeypatch.setattr(locate, "SYSTEM_DIRS", {"fashion-mnist": (Path("/usr/share/datasets/fashion-mnist"),)})
+    debian = Path("/usr/share/datasets/fashion-mnist")
+    monkeypatch.setattr(locate, "SYSTEM_DIRS", {"fashion-mnist": (debian,)})
     ds = load_dataset("fashion-mnist", "test", download=False, cache_dir=tmp_path)
     assert ds.images.shape == (10000, 1, 28, 28) and ds.classes[0] == "T-shirt/top"
     assert torch.bincount(ds.labels).tolist() == [1000] * 10
