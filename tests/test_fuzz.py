@@ -1,0 +1,109 @@
+"""The fuzz harnesses of ``tests/fuzz/`` under hypothesis (no atheris needed), and under
+atheris for a bounded run when it is installed.
+
+Each harness's ``one_input`` returns normally when the reader accepts an input or refuses it
+with a one-line error, and raises otherwise (a wrong exception type, a multi-line message, a
+forbidden audit event such as ``exec`` or ``subprocess.Popen``, or a result that disagrees
+with the bytes). Hypothesis feeds it the harness's valid seeds, each with random bytes
+flipped, cut or appended, and plain random bytes.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+FUZZ = Path(__file__).resolve().parent / "fuzz"
+HARNESSES = sorted(p.stem for p in FUZZ.glob("fuzz_*.py"))
+
+
+def _load(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, FUZZ / f"{name}.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@st.composite
+def _mutated(draw: st.DrawFn, seeds: list[bytes]) -> bytes:
+    data = bytearray(draw(st.sampled_from(seeds)))
+    for _ in range(draw(st.integers(0, 4))):
+        op = draw(st.sampled_from(["flip", "cut", "append", "insert"]))
+        if op == "flip" and len(data) > 1:
+            i = draw(st.integers(1, len(data) - 1))
+            data[i] = draw(st.integers(0, 255))
+        elif op == "cut" and len(data) > 1:
+            data = data[: draw(st.integers(1, len(data)))]
+        elif op == "append":
+            data += draw(st.binary(max_size=16))
+        elif op == "insert" and len(data) > 1:
+            i = draw(st.integers(1, len(data) - 1))
+            data[i:i] = draw(st.binary(min_size=1, max_size=8))
+    return bytes(data)
+
+
+def test_there_are_harnesses() -> None:
+    assert "fuzz_idx" in HARNESSES
+
+
+@pytest.mark.parametrize("name", HARNESSES)
+def test_seeds_are_accepted(name: str) -> None:
+    harness = _load(name)
+    seeds = harness.seeds()
+    assert seeds
+    for seed in seeds:
+        harness.one_input(seed)
+
+
+@pytest.mark.parametrize("name", HARNESSES)
+def test_mutated_inputs_are_read_or_refused_cleanly(name: str) -> None:
+    harness = _load(name)
+
+    @settings(max_examples=300, deadline=None, derandomize=True,
+              suppress_health_check=[HealthCheck.too_slow])
+    @given(st.one_of(_mutated(harness.seeds()), st.binary(max_size=64)))
+    def check(data: bytes) -> None:
+        harness.one_input(data)
+
+    check()
+
+
+def test_harness_catches_a_bad_reader(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The harness is not vacuous: a reader that leaks a multi-line error is a Finding."""
+    harness = _load("fuzz_idx")
+    from advlab.data import DatasetError
+
+    def leaky(path: object, magic: object = None) -> None:
+        raise DatasetError("first line\nsecond line")
+
+    monkeypatch.setattr(harness, "read_idx", leaky)
+    with pytest.raises(AssertionError, match="one-line"):
+        harness.one_input(b"\x00" + b"\x00" * 8)
+
+
+def test_harness_flags_code_execution(monkeypatch: pytest.MonkeyPatch) -> None:
+    harness = _load("fuzz_idx")
+
+    def runs_code(path: object, magic: object = None) -> None:
+        exec("1 + 1")  # noqa: S102 - the audit hook must flag it
+
+    monkeypatch.setattr(harness, "read_idx", runs_code)
+    with pytest.raises(AssertionError, match="audit event (exec|compile)"):
+        harness.one_input(b"\x00" + b"\x00" * 8)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("atheris") is None, reason="atheris is not installed")
+@pytest.mark.parametrize("name", HARNESSES)
+def test_atheris_bounded_run(name: str, tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, str(FUZZ / f"{name}.py"), "-runs=3000", "-timeout=5",
+                           "-seed=1", f"-artifact_prefix={tmp_path}/"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
