@@ -212,3 +212,18 @@ def test_cli_serve_and_blackbox_end_to_end(trained_softmax, tmp_path, cli_env): 
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_bodies_must_be_utf8_on_both_parse_paths(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A UTF-16 body is refused (400) whether it is small or takes the chunked path."""
+    from advlab.serve import _parse
+
+    body = json.dumps({"inputs": [[0.0, 0.5, 1.0, 0.25]]}).encode("utf-16")
+    for small in (len(body) + 1, 0):
+        monkeypatch.setattr(_parse, "SMALL_BODY", small)
+        with pytest.raises(_parse.ApiError) as info:
+            _parse.parse_inputs(body, (1, 2, 2), (0.0, 1.0), 4)
+        assert info.value.status == 400 and "UTF-8" in info.value.message
+    monkeypatch.setattr(_parse, "SMALL_BODY", len(body) + 1)
+    ok = _parse.parse_inputs(body.decode("utf-16").encode(), (1, 2, 2), (0.0, 1.0), 4)
+    assert ok.shape == (1, 1, 2, 2)

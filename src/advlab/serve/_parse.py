@@ -58,11 +58,17 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 def _loads_small(body: bytes) -> Any:
+    # JSON between systems is UTF-8 (RFC 8259, 8.1): decode it as such, as the chunked path
+    # does, rather than let json.loads guess UTF-16/32 from the first bytes
     try:
-        payload = json.loads(body)
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ApiError(400, f"body is not valid UTF-8 JSON: {e}") from None
+    try:
+        payload = json.loads(text)
     except RecursionError:
         raise ApiError(400, "body is not usable JSON: nested too deeply") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+    except json.JSONDecodeError as e:
         raise ApiError(400, f"body is not valid JSON: {e}") from None
     if not isinstance(payload, dict) or "inputs" not in payload:
         raise ApiError(422, 'expected a JSON object {"inputs": [[...], ...]}')
