@@ -107,3 +107,44 @@ def test_atheris_bounded_run(name: str, tmp_path: Path) -> None:
                            "-seed=1", f"-artifact_prefix={tmp_path}/"],
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
+
+
+def _zip_member(name: str, payload: bytes, method: int = 0) -> bytes:
+    import io
+    import zipfile
+
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr(name, payload)
+    data = bytearray(buf.getvalue())
+    if method:  # rewrite the compression method in the local and the central header
+        for sig in (b"PK\x03\x04", b"PK\x01\x02"):
+            i = data.index(sig)
+            off = 8 if sig == b"PK\x03\x04" else 10
+            data[i + off:i + off + 2] = method.to_bytes(2, "little")
+    return bytes(data)
+
+
+@pytest.mark.parametrize("case", ["npy-file", "unknown-compression", "non-npy-member", "bad-header"])
+def test_npz_findings_are_one_line_errors(case: str, tmp_path: Path) -> None:
+    """Regressions the npz harness found: each once escaped as a raw TypeError,
+    NotImplementedError, AttributeError or tokenize.TokenError."""
+    import io
+
+    import numpy as np
+
+    from advlab.data import DatasetError
+    from advlab.data.npz import load_npz
+
+    buf = io.BytesIO()
+    np.save(buf, np.zeros((2, 1, 4, 4), np.uint8))
+    npy = buf.getvalue()
+    data = {"npy-file": npy,
+            "unknown-compression": _zip_member("x.npy", npy, method=99),
+            "non-npy-member": _zip_member("x.npy", b"not an array"),
+            "bad-header": _zip_member("x.npy", npy[:10] + b"{'descr': (" + npy[21:])}[case]
+    path = tmp_path / "x.npz"
+    path.write_bytes(data)
+    with pytest.raises(DatasetError) as info:
+        load_npz(path)
+    assert "\n" not in str(info.value) and str(path) in str(info.value)

@@ -16,7 +16,6 @@ refused, never unpickled.
 
 from __future__ import annotations
 
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -37,21 +36,45 @@ def _read(path: Path) -> dict[str, np.ndarray]:
     if not path.is_file():
         raise DatasetError(f"{path} is not a file; npz: needs a file written by numpy.savez")
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            if not isinstance(npz, Mapping):
-                raise DatasetError(f"{path} holds a single array, not an .npz archive; save it with "
+        npz = np.load(path, allow_pickle=False)
+    except ValueError as e:
+        if "pickle" in str(e):
+            raise DatasetError(f"{path} holds pickled data, which advlab never loads; "
+                               "save plain numeric arrays (x uint8 or float, y int64)") from None
+        raise DatasetError(f"cannot read {path} as .npz: {_why(e)}") from None
+    except MemoryError:
+        raise
+    except Exception as e:  # noqa: BLE001 - any parser failure on a user's file is bad input
+        raise DatasetError(f"cannot read {path} as .npz (corrupt or not written by numpy.savez): "
+                           f"{_why(e)}") from None
+    if not isinstance(npz, Mapping):
+        raise DatasetError(f"{path} holds a single array, not an .npz archive; save it with "
+                           "numpy.savez(path, x=images, y=labels)")
+    try:
+        with npz:
+            arrays = {k: npz[k] for k in npz.files}
+        for k, v in arrays.items():
+            if not isinstance(v, np.ndarray):  # numpy hands back raw bytes for a non-.npy member
+                raise DatasetError(f"{path} member {k!r} is not a numpy array; save the arrays with "
                                    "numpy.savez(path, x=images, y=labels)")
-            return {k: npz[k] for k in npz.files}
+        return arrays
     except DatasetError:
         raise
     except ValueError as e:
         if "pickle" in str(e):
             raise DatasetError(f"{path} holds object arrays (pickled data), which advlab never loads; "
                                "save plain numeric arrays (x uint8 or float, y int64)") from None
-        raise DatasetError(f"cannot read {path} as .npz: {e}") from None
-    except (OSError, EOFError, zipfile.BadZipFile) as e:
+        raise DatasetError(f"cannot read {path} as .npz: {_why(e)}") from None
+    except MemoryError:
+        raise
+    except Exception as e:  # noqa: BLE001 - zipfile/zlib/tokenize errors of a corrupt archive
         raise DatasetError(f"cannot read {path} as .npz (corrupt or not written by numpy.savez): "
-                           f"{e}") from None
+                           f"{_why(e)}") from None
+
+
+def _why(e: BaseException) -> str:
+    """The first line of an exception's message (or its type's name)."""
+    return (str(e).splitlines() or [type(e).__name__])[0] or type(e).__name__
 
 
 def _pick(arrays: dict[str, np.ndarray], path: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
