@@ -14,6 +14,11 @@ from advlab.threat import ThreatModel
 __all__ = ["Square", "square_fraction"]
 
 
+def _dev(generator: torch.Generator | None) -> torch.device | None:
+    """Where draws from ``generator`` are made (a CUDA generator draws on its GPU)."""
+    return generator.device if generator is not None else None
+
+
 def square_fraction(p_init: float, it: int, queries: int) -> float:
     """The paper's schedule of the square's area fraction ``p`` (rescaled to 10,000 queries)."""
     i = int(it / max(1, queries) * 10000)
@@ -140,8 +145,8 @@ class Square(Attack):
             p = square_fraction(self.p_init, it, self.queries)
             s = int(round(math.sqrt(p * h * w)))
             s = max(1, min(s, h, w))
-            ch = int(torch.randint(0, h - s + 1, (1,), generator=generator))
-            cw = int(torch.randint(0, w - s + 1, (1,), generator=generator))
+            ch = int(torch.randint(0, h - s + 1, (1,), generator=generator, device=_dev(generator)))
+            cw = int(torch.randint(0, w - s + 1, (1,), generator=generator, device=_dev(generator)))
             k = len(active)
             if linf:
                 cand = xc.clone()

@@ -139,7 +139,8 @@ class SubstituteAttack:
         n = x.shape[0]
         aug_gen = generator if generator is not None else getattr(self, "aug_generator_", None)
         for _ in range(self.train_epochs):
-            order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
+            order = (torch.randperm(n, generator=generator, device=generator.device) if generator is not None
+                     else torch.arange(n))
             for s in range(0, n, self.batch_size):
                 b = order[s:s + self.batch_size].to(x.device)
                 xb = x[b]
@@ -248,7 +249,8 @@ class SubstituteAttack:
             lam = self.augmentation_step * (-1) ** (rho // self.sign_period)
             new = torch.clamp(x_train + lam * self._jacobian_sign(model, x_train, y_train), lo, hi)
             if new.shape[0] > left:
-                keep = torch.randperm(new.shape[0], generator=generator)[: int(left)]
+                keep = torch.randperm(new.shape[0], generator=generator,
+                                      device=generator.device if generator is not None else None)[: int(left)]
                 new = new[keep.sort().values.to(new.device)]
             y_new = self._query(orc, new)
             x_train = torch.cat([x_train, new])
@@ -257,7 +259,8 @@ class SubstituteAttack:
         for p in model.parameters():
             p.requires_grad_(False)
         for k in range(1, self.ensemble):
-            seed = (int(torch.randint(0, 2**31 - 1, (1,), generator=generator)) if generator is not None
+            seed = (int(torch.randint(0, 2**31 - 1, (1,), generator=generator, device=generator.device))
+                    if generator is not None
                     else k)
             self.substitutes_.append(self._replay(substitute, seed, generator))
         if self.ensemble > 1:

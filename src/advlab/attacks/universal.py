@@ -185,8 +185,8 @@ class UniversalPerturbation:
                 raise ValueError(f"labels must have shape ({n},), got {tuple(ref.shape)}")
             if threat.eps > 0 and n:
                 for _ in range(self.max_passes):
-                    order = (torch.randperm(n, generator=generator) if generator is not None
-                             else torch.arange(n)).to(x.device)
+                    order = (torch.randperm(n, generator=generator, device=generator.device)
+                             if generator is not None else torch.arange(n)).to(x.device)
                     for s in range(0, n, self.batch_size):
                         b = order[s:s + self.batch_size]
                         xb = torch.clamp(x[b] + v, lo, hi)
