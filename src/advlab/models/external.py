@@ -94,10 +94,11 @@ def inspect_model_file(path: str | Path) -> str:
         if any(n.endswith("data.pkl") for n in names):
             return "pickle"
         return "unknown"
-    if head[:1] == b"\x80":  # pickle protocol 2+: torch.save's legacy format
-        return "pickle"
+    # safetensors first: its 8-byte header length may start with 0x80 (a 128-byte header)
     if len(head) >= 9 and head[8:9] == b"{" and int.from_bytes(head[:8], "little") < (1 << 30):
         return "safetensors"
+    if head[:1] == b"\x80":  # pickle protocol 2+: torch.save's legacy format
+        return "pickle"
     if head[:2] == b"\x08\x07" or path.suffix.lower() == ".onnx":
         return "onnx"
     return "unknown"
