@@ -1,0 +1,63 @@
+"""Faults: a run killed with SIGKILL at a random moment loses nothing that was finished, leaves
+no half-written file behind, and resumes to exactly the numbers of an uninterrupted run."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+TRAIN = ["train", "--dataset", "digits", "--model", "mlp", "--defense", "pgd", "--steps", "3",
+         "--eps", "0.1", "--epochs", "30", "--no-curves"]
+
+
+def _cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "advlab", *args]
+
+
+def _kill_when(proc: subprocess.Popen[bytes], ready: Path, delay: float, limit: float = 120.0) -> None:
+    """SIGKILL ``proc`` ``delay`` seconds after ``ready`` appears; fail if it ended first."""
+    t0 = time.monotonic()
+    while not ready.exists():
+        assert proc.poll() is None, "the run ended before it wrote anything"
+        assert time.monotonic() - t0 < limit
+        time.sleep(0.02)
+    time.sleep(delay)
+    assert proc.poll() is None, "the run finished before it could be killed; give it more work"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+
+
+def _no_partial_files(folder: Path) -> None:
+    leftovers = [p.name for p in folder.rglob("*") if ".tmp" in p.name or p.name.startswith(".")]
+    assert leftovers == []
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.7])
+def test_train_killed_mid_run_resumes_to_the_same_weights(tmp_path: Path, cli_env: dict[str, str],
+                                                          delay: float) -> None:
+    subprocess.run(_cmd(*TRAIN, "--out", "whole"), cwd=tmp_path, env=cli_env, check=True,
+                   capture_output=True, timeout=300)
+    proc = subprocess.Popen(_cmd(*TRAIN, "--out", "cut"), cwd=tmp_path, env=cli_env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _kill_when(proc, tmp_path / "cut" / "train_state.safetensors", delay)
+    cut = tmp_path / "cut"
+    _no_partial_files(cut)
+    # what was there is whole: every file that exists parses
+    json.loads((cut / "model.json").read_text())
+    load_file(str(cut / "train_state.safetensors"))
+    done = subprocess.run(_cmd(*TRAIN, "--out", "cut", "--resume"), cwd=tmp_path, env=cli_env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    whole = load_file(str(tmp_path / "whole" / "model.safetensors"))
+    resumed = load_file(str(cut / "model.safetensors"))
+    assert whole.keys() == resumed.keys()
+    assert all(bool((whole[k] == resumed[k]).all()) for k in whole)
+    _no_partial_files(cut)
