@@ -61,3 +61,24 @@ def test_train_killed_mid_run_resumes_to_the_same_weights(tmp_path: Path, cli_en
     assert whole.keys() == resumed.keys()
     assert all(bool((whole[k] == resumed[k]).all()) for k in whole)
     _no_partial_files(cut)
+
+
+def test_eval_cascade_killed_mid_run_resumes_to_the_same_verdict(tmp_path: Path,
+                                                                 cli_env: dict[str, str]) -> None:
+    train = ["train", "--dataset", "digits", "--model", "mlp", "--epochs", "3", "--out", "m"]
+    subprocess.run(_cmd(*train), cwd=tmp_path, env=cli_env, check=True, capture_output=True, timeout=300)
+    evaluate = ["eval", "m", "--dataset", "digits", "--attacks", "standard", "--eps", "0.1"]
+    subprocess.run(_cmd(*evaluate, "--out", "whole.json"), cwd=tmp_path, env=cli_env, check=True,
+                   capture_output=True, timeout=300)
+    proc = subprocess.Popen(_cmd(*evaluate, "--state", "st.safetensors", "--out", "cut.json"),
+                            cwd=tmp_path, env=cli_env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    _kill_when(proc, tmp_path / "st.safetensors", 0.3)
+    assert not (tmp_path / "cut.json").exists()
+    _no_partial_files(tmp_path)
+    done = subprocess.run(_cmd(*evaluate, "--state", "st.safetensors", "--out", "cut.json"),
+                          cwd=tmp_path, env=cli_env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    whole, cut = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("whole", "cut"))
+    assert cut["resumed"] and not whole["resumed"]
+    assert cut["robust_acc"] == whole["robust_acc"] and cut["clean_acc"] == whole["clean_acc"]
