@@ -453,7 +453,7 @@ def attack_cmd(
 def lecture(
     out: Annotated[Path, typer.Option(help="Report directory (index.html + results.json).")] = Path("lecture-report"),
     quick: Annotated[bool, typer.Option(help="Smaller models and slices (about 2 minutes).")] = False,
-    dataset: Annotated[str, typer.Option(help="mnist (falls back to digits if unavailable) or digits.")] = "mnist",
+    dataset: Annotated[str, typer.Option(help="mnist (falls back to digits if unavailable), fashion-mnist (found in Debian's /usr/share/datasets too) or digits.")] = "mnist",
     sections: Annotated[str | None, typer.Option(help="Only these sections, comma-separated.")] = None,
     seed: int = 0,
     download: Annotated[bool, typer.Option(help="Download the dataset if it is not found locally.")] = True,

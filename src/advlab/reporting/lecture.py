@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 
 from advlab.experiments import MODEL_RECIPES
+from advlab.reporting.dataset_notes import dataset_note
 from advlab.reporting.html import Section
 from advlab.reporting.registry import SECTIONS, LectureContext, SectionFn, section
 
@@ -40,5 +41,8 @@ def run_sections(ctx: LectureContext, only: list[str] | None = None) -> list[Sec
         t0 = time.perf_counter()
         s = fn(ctx)
         s.key, s.title, s.seconds = key, title, time.perf_counter() - t0
+        note = dataset_note(key, ctx.train.name)
+        if note is not None:
+            s.notes.append(note)
         out.append(s)
     return out
