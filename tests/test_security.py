@@ -129,3 +129,54 @@ def test_checkpoint_metadata_cannot_ask_for_a_huge_model(tmp_path: Path) -> None
     save_file(load_file(str(f)), str(f), metadata={**md, "advlab": json.dumps(meta)})
     with pytest.raises(CheckpointError, match="refusing to build"):
         load_model(tmp_path / "ck")
+
+
+class _Reduce:
+    def __init__(self, fn, *args) -> None:  # type: ignore[no-untyped-def]
+        self.fn, self.args = fn, args
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (self.fn, self.args)
+
+
+def _reconstruct_fn():  # type: ignore[no-untyped-def]
+    import importlib
+
+    for module in ("numpy._core.multiarray", "numpy.core.multiarray"):
+        try:
+            return importlib.import_module(module)._reconstruct
+        except (ImportError, AttributeError):
+            continue
+    raise AssertionError("no _reconstruct")
+
+
+@pytest.mark.parametrize("bomb", ["bytes", "ndarray", "reconstruct"])
+def test_cifar_unpickler_refuses_huge_allocations(bomb: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """A few-byte pickle must not make the allowed globals allocate gigabytes."""
+    import pickle
+
+    import numpy as np
+
+    from advlab.data import DatasetError
+    from advlab.data.cifar10 import load_cifar10_batch
+
+    payload = {"bytes": _Reduce(bytes, 2**33),
+               "ndarray": _Reduce(np.ndarray, (2**20, 2**20)),
+               "reconstruct": _Reduce(_reconstruct_fn(), np.ndarray, (2**40,), b"b")}[bomb]
+    data = pickle.dumps({b"data": payload, b"labels": [0]}, protocol=2)
+    assert len(data) < 300
+    path = tmp_path / "data_batch_1"
+    path.write_bytes(data)
+    with pytest.raises(DatasetError, match="refusing"):
+        load_cifar10_batch(path)
+
+
+def test_cifar_batch_file_size_is_bounded(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import advlab.data.cifar10 as cifar
+    from advlab.data import DatasetError
+
+    path = tmp_path / "data_batch_1"
+    path.write_bytes(b"\x80\x02" + b"\x00" * 100)
+    monkeypatch.setattr(cifar, "MAX_BATCH_FILE", 50)
+    with pytest.raises(DatasetError, match="far larger than a CIFAR-10 batch"):
+        cifar.load_cifar10_batch(path)

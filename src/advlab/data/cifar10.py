@@ -19,6 +19,7 @@ from __future__ import annotations
 import importlib
 import io
 import logging
+import math
 import os
 import pickle
 import tarfile
@@ -90,17 +91,71 @@ def _constant(value: Any) -> Callable[[], Any]:
     return lambda: value
 
 
+#: most bytes one call of an allowed global may allocate (a CIFAR-10 batch is 30 MB; its
+#: arrays' data come from the file, whose size is bounded separately by MAX_BATCH_FILE)
+MAX_ALLOCATION = 1 << 28
+#: largest batch file read (the real ones are about 31 MB)
+MAX_BATCH_FILE = 1 << 28
+
+
+def _refuse_size(nbytes: int, what: str) -> None:
+    if nbytes > MAX_ALLOCATION:
+        raise pickle.UnpicklingError(f"refusing {what} of {nbytes} bytes (more than {MAX_ALLOCATION})")
+
+
+def _nbytes(shape: Any, dtype: Any) -> int:
+    dims = (shape,) if isinstance(shape, int) else tuple(shape)
+    if not all(isinstance(d, int) and d >= 0 for d in dims):
+        raise pickle.UnpicklingError(f"bad array shape {shape!r:.80}")
+    return math.prod(dims) * np.dtype(dtype).itemsize
+
+
+def _bounded_bytes(*args: Any) -> bytes:
+    """``bytes(...)``, but ``bytes(n)`` only for a small ``n`` (``bytes(2**33)`` is 8 GiB)."""
+    if args and isinstance(args[0], int):
+        _refuse_size(args[0], "bytes()")
+    return bytes(*args)
+
+
+class _BoundedNdarray:
+    """Stands for ``numpy.ndarray`` in a pickle: calling it checks the size first, and
+    :func:`_bounded_reconstruct` swaps the real class back in."""
+
+    def __call__(self, shape: Any, dtype: Any = float, *args: Any, **kwargs: Any) -> np.ndarray:
+        _refuse_size(_nbytes(shape, dtype), "an array")
+        return np.ndarray(shape, dtype, *args, **kwargs)
+
+
+_NDARRAY = _BoundedNdarray()
+
+
+def _bounded_reconstruct() -> Callable[..., Any]:
+    real = _numpy_reconstruct()
+
+    def reconstruct(cls: Any, shape: Any, dtype: Any) -> Any:
+        if cls is _NDARRAY:
+            cls = np.ndarray
+        if cls is not np.ndarray:
+            raise pickle.UnpicklingError(f"refusing to rebuild {cls!r:.80} (only numpy.ndarray)")
+        _refuse_size(_nbytes(shape, np.uint8), "an array")  # numpy pickles use shape (0,) here
+        return real(cls, shape, dtype)
+
+    return reconstruct
+
+
 def _allowed_globals() -> dict[tuple[str, str], Callable[[], Any]]:
     """``(module, name) -> resolver`` for every global a CIFAR batch may reference."""
     table: dict[tuple[str, str], Callable[[], Any]] = {
-        ("numpy", "ndarray"): _constant(np.ndarray),
+        ("numpy", "ndarray"): _constant(_NDARRAY),
         ("numpy", "dtype"): _constant(np.dtype),
     }
     for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
-        table[(module, "_reconstruct")] = _numpy_reconstruct
-    for builtin in (dict, list, str, bytes, int):
+        table[(module, "_reconstruct")] = _bounded_reconstruct
+    for builtin in (dict, list, str, int):
         for module in ("builtins", "__builtin__"):
             table[(module, builtin.__name__)] = _constant(builtin)
+    for module in ("builtins", "__builtin__"):
+        table[(module, "bytes")] = _constant(_bounded_bytes)
     return table
 
 
@@ -113,7 +168,9 @@ class RestrictedUnpickler(pickle.Unpickler):
     Only these globals resolve: ``dict``, ``list``, ``str``, ``bytes``, ``int`` (builtins),
     ``numpy.ndarray``, ``numpy.dtype`` and ``numpy.core.multiarray._reconstruct`` (also under
     numpy 2's ``numpy._core``). Any other global (``os.system``, ``builtins.eval``, ...)
-    raises :class:`pickle.UnpicklingError` before it can be called.
+    raises :class:`pickle.UnpicklingError` before it can be called. The allowed ones that
+    allocate (``bytes(n)``, ``ndarray(shape)``, ``_reconstruct``) refuse more than
+    :data:`MAX_ALLOCATION` bytes, so a small file cannot ask for gigabytes.
     """
 
     def find_class(self, module: str, name: str) -> Any:
@@ -158,6 +215,13 @@ def _get(mapping: dict[Any, Any], key: str) -> Any:
 
 
 def _unpickle_file(path: Path) -> dict[Any, Any]:
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise DatasetError(f"{path}: cannot read file ({exc})") from exc
+    if size > MAX_BATCH_FILE:
+        raise DatasetError(f"{path}: {size} bytes is far larger than a CIFAR-10 batch (about 31 MB); "
+                           "delete it and download it again")
     try:
         with open(path, "rb") as handle:
             obj = restricted_load(handle)
