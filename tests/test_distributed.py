@@ -59,3 +59,23 @@ def test_two_process_ddp_matches_single_process(tmp_path: Path, cli_env: dict[st
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     assert len(lines) == 1 and json.loads(lines[0])["passes"] == ma["passes"]
     assert sorted(p.name for p in ddp_out.iterdir()) == sorted(p.name for p in single_out.iterdir())
+
+
+def test_eval_backend_follows_the_device_not_the_machine(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Under torchrun, nccl only for a rank computing on a GPU; --device cpu on a GPU machine is gloo."""
+    import torch
+    import torch.distributed as dist
+
+    from advlab.cli import cmd_evaluation
+
+    calls: list[str] = []
+    devices: list[object] = []
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setattr(dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(dist, "init_process_group", lambda backend, **kw: calls.append(backend))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a GPU machine
+    monkeypatch.setattr(torch.cuda, "set_device", devices.append)
+    cmd_evaluation._maybe_init_distributed(torch.device("cpu"))
+    cmd_evaluation._maybe_init_distributed(torch.device("cuda", 1))
+    assert calls == ["gloo", "nccl"]
+    assert devices == [torch.device("cuda", 1)]

@@ -25,13 +25,18 @@ from advlab.cli._common import UsageError, _write_json, console
 __all__ = ["run_cascade_eval"]
 
 
-def _maybe_init_distributed() -> tuple[int, int]:
-    """Join the process group torchrun describes (gloo on CPU, nccl on GPU)."""
+def _maybe_init_distributed(device: torch.device | None = None) -> tuple[int, int]:
+    """Join the process group torchrun describes: nccl when this rank computes on a GPU
+    (which becomes the current CUDA device, as nccl needs), gloo otherwise, also on a GPU
+    machine run with ``--device cpu``."""
     import torch.distributed as dist
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and dist.is_available() and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        on_gpu = device is not None and device.type == "cuda"
+        if on_gpu:
+            torch.cuda.set_device(device)
+        dist.init_process_group("nccl" if on_gpu else "gloo")
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank(), dist.get_world_size()
     return 0, 1
@@ -48,7 +53,7 @@ def run_cascade_eval(net: nn.Module, ds: Any, threat: Any, spec: str, *, state: 
     if state is not None and state.exists() and not overwrite and not is_state_file(state):
         raise UsageError(f"--state {state} exists and is not a cascade state file; choose another "
                          "file or pass --overwrite to replace it")
-    rank, world = _maybe_init_distributed()
+    rank, world = _maybe_init_distributed(device)
     x, y = ds.tensors()
     if device is not None:
         x, y = x.to(device), y.to(device)
