@@ -33,7 +33,7 @@ ANALYSIS_NAMES = ("cross-section", "decision-map", "same-norm", "linear", "class
                   "photo-cross-section", "photo-decision-map", "photo-noise", "photo-physical",
                   # the lecture's remaining claims: claims, spam, detectors
                   "xs-and-os", "linear-vs-deep-at", "perturb-layer",
-                  "spam", "detectors")
+                  "robust-class-sweep", "spam", "detectors")
 
 
 @app.command("analyze")

@@ -410,6 +410,7 @@ ANALYSIS_MODULES = (
     "advlab.experiments.claims",  # X's and O's, AT on linear vs deep, where to perturb
     "advlab.experiments.spam",  # add-only evasion of spam detectors
     "advlab.experiments.detectors",  # detectors and the adaptive attack that bypasses them
+    "advlab.experiments.robust_sweep",  # class sweeps on an adversarially trained CNN, judged
 )
 
 
