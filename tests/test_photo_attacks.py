@@ -1,0 +1,95 @@
+"""The photo sections on a tiny stand-in (a 3-class linear model on 32x32 RGB photos it makes):
+the 8-bit claim by construction, the numbers, and rendering with and without the extra."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import advlab.experiments.context as context_module
+from advlab.data import ImageDataset
+from advlab.experiments import PhotoSet, PhotosUnavailable
+from advlab.experiments.photo_attacks import rounds_to_clean, run_panda, run_photo_attacks
+from advlab.reporting.html import render_report
+from advlab.reporting.lecture import LectureContext, run_sections
+
+META = {"version": "0", "dataset": "digits", "mode": "quick", "seconds": 0.0, "seed": 0,
+        "notices": [], "date": "today"}
+
+
+def _stand_in() -> PhotoSet:
+    g = torch.Generator().manual_seed(0)
+    labels = torch.arange(12) % 3
+    images = torch.randint(0, 256, (12, 3, 32, 32), generator=g, dtype=torch.uint8)
+    images[:, :, :8, :8] = (labels[:, None, None, None] * 100).to(torch.uint8)  # a class patch
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 3))
+    with torch.no_grad():
+        model[1].weight.zero_()
+        patch = torch.zeros(3, 32, 32)
+        patch[:, :8, :8] = 1.0
+        for c in range(3):  # logit c = -(mean patch value - c * 100/255)^2, linearised
+            model[1].weight[c] = patch.flatten() * (c * 100 / 255) / 192
+            model[1].bias[c] = -((c * 100 / 255) ** 2) / 2 * (192 / 192)
+    ds = ImageDataset(images=images, labels=labels, classes=("a", "b", "c"), name="stand-in", split="test")
+    return PhotoSet(model=model.eval(), photos=ds, model_name="stand-in")
+
+
+@pytest.fixture
+def ctx(digits_train, digits_test, tmp_path):  # type: ignore[no-untyped-def]
+    c = LectureContext(train=digits_train, test=digits_test, quick=True, cache_dir=tmp_path)
+    c.use_photos(_stand_in())
+    return c
+
+
+def test_stand_in_is_mostly_right() -> None:
+    ps = _stand_in()
+    x, y = ps.tensors()
+    assert float((ps.model(x).argmax(1) == y).float().mean()) >= 0.75
+
+
+def test_rounding_claim_holds_by_construction() -> None:
+    clean = torch.randint(0, 256, (4, 3, 5, 5), dtype=torch.uint8,
+                          generator=torch.Generator().manual_seed(1))
+    x = clean.float() / 255
+    delta = (torch.rand(x.shape, generator=torch.Generator().manual_seed(2)) * 2 - 1) * 0.49 / 255
+    assert bool(rounds_to_clean((x + delta).clamp(0, 1), clean).all())
+    bumped = x.clone()
+    bumped[0, 0, 0, 0] += 0.51 / 255
+    first_at_top = bool(clean[0, 0, 0, 0] == 255)  # clamped back: still the clean value
+    assert rounds_to_clean(bumped.clamp(0, 1), clean).tolist() == [first_at_top, True, True, True]
+
+
+def test_panda_numbers(ctx) -> None:  # type: ignore[no-untyped-def]
+    run = run_panda(ctx, eps=8 / 255, target=2)
+    d = run.data
+    assert d["clean"]["label"] == d["rows"][0]["top"]["label"] or d["rows"][0]["success"]
+    eb = d["eight_bit"]
+    assert eb["rounds_to_clean"] == eb["n_correct"]  # PGD at 0.49/255 never changes an 8-bit value
+    assert 0 <= eb["flipped"] <= eb["n_correct"]
+    targeted = d["rows"][-1]
+    assert targeted["attack"].startswith("targeted") and targeted["target_confidence"] is not None
+    assert d["passes"] > 0
+
+
+def test_photo_attacks_success_grows_with_eps_for_fgsm_on_a_linear_model(ctx) -> None:  # type: ignore[no-untyped-def]
+    d = run_photo_attacks(ctx).data
+    fgsm = [r["success"] for r in d["rows"] if r["attack"] == "FGSM"]
+    assert fgsm == sorted(fgsm)  # one linear model, one gradient: more eps never fools fewer
+    assert all(0 <= r["success"] <= 1 for r in d["rows"])
+
+
+def test_sections_render_with_and_without_the_extra(ctx, digits_train, digits_test, tmp_path,  # type: ignore[no-untyped-def]
+                                                    monkeypatch) -> None:
+    secs = run_sections(ctx, ["photo_panda", "photo_attacks"])
+    html = render_report("t", secs, META)
+    assert "Below one display level" in html and html.count("data:image/png;base64") >= 2
+
+    def missing() -> PhotoSet:
+        raise PhotosUnavailable("the ImageNet sections need the imagenet extra: pip install x")
+
+    monkeypatch.setattr(context_module, "load_photo_set", missing)
+    bare = LectureContext(train=digits_train, test=digits_test, quick=True, cache_dir=tmp_path)
+    secs = run_sections(bare, ["photo_panda", "photo_attacks"])
+    html = render_report("t", secs, META)
+    assert html.count("the ImageNet sections need the imagenet extra") == 2
