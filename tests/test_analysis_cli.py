@@ -126,3 +126,17 @@ def test_analyze_model_option_replaces_the_lecture_cnn(tmp_path: Path):
     # the given network's units: ReLU 2*8*8 + 3*4*4 + 5, max-pool windows 2*4*4 + 3*2*2
     assert [r["units"] for r in cnn_rows] == [225, 225]
     assert not any(p.name.startswith("digits-cnn-") for p in (tmp_path / "c" / "models").iterdir())
+
+
+def test_plugin_sections_run_in_a_fresh_process(tmp_path: Path) -> None:
+    """The lecture's plug-in sections find their analyses without a test importing them first."""
+    import subprocess
+    import sys
+
+    code = ("from advlab.reporting.sections.analysis import analysis_section\n"
+            "import advlab.experiments.analysis as xa\n"
+            "assert 'robust-class-sweep' not in xa.ANALYSES\n"
+            "try:\n    analysis_section('robust-class-sweep', None)\n"
+            "except AttributeError:\n    pass  # got as far as running it (ctx is None)\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr

@@ -32,9 +32,10 @@ def analysis_section(name: str, ctx: LectureContext, **params: Any) -> Section:
     Raises:
         ValueError: ``name`` is not a known analysis.
     """
-    if name not in xa.ANALYSES:
-        raise ValueError(f"unknown analysis {name!r}; use one of {', '.join(xa.ANALYSES)}")
-    run, key = xa.ANALYSES[name]
+    analyses = xa.all_analyses()
+    if name not in analyses:
+        raise ValueError(f"unknown analysis {name!r}; use one of {', '.join(analyses)}")
+    run, key = analyses[name]
     result = run(ctx, **params)
     figures = {k: figure_to_data_uri(fig, dpi=fa.FIGURE_DPI)
                for k, fig in fa.analysis_figures(result).items()}
