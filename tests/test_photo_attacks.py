@@ -93,3 +93,21 @@ def test_sections_render_with_and_without_the_extra(ctx, digits_train, digits_te
     secs = run_sections(bare, ["photo_panda", "photo_attacks"])
     html = render_report("t", secs, META)
     assert html.count("the ImageNet sections need the imagenet extra") == 2
+
+
+def test_class_weight_direction_of_a_linear_model_is_the_weight_sign() -> None:
+    from advlab.experiments.photo_attacks import class_weight_direction
+
+    torch.manual_seed(3)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 4 * 4, 5))
+    x = torch.rand(1, 3, 4, 4)
+    d = class_weight_direction(model, x, source=1, target=4, eps=0.1)
+    w = model[1].weight.detach()
+    assert torch.equal(d.flatten(), 0.1 * (w[4] - w[1]).sign())
+
+
+def test_class_direction_runs_and_renders(ctx) -> None:  # type: ignore[no-untyped-def]
+    (sec,) = run_sections(ctx, ["photo_class_direction"])
+    rows = sec.data["rows"]
+    assert len(rows) == 2 and all(0 <= r["to_target"] <= r["changed"] + 1e-9 <= 1 + 1e-9 for r in rows)
+    assert "other photos that become" in render_report("t", [sec], META)

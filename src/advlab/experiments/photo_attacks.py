@@ -32,11 +32,14 @@ from advlab.experiments.analysis import AnalysisRun, register_analysis
 from advlab.experiments.context import ExperimentContext
 from advlab.threat import ThreatModel
 
-__all__ = ["PandaRun", "PhotoAttacksRun", "run_panda", "run_photo_attacks", "rounds_to_clean",
-           "GIBBON", "PHOTO_EPS"]
+__all__ = ["PandaRun", "PhotoAttacksRun", "ClassDirectionRun", "run_panda", "run_photo_attacks",
+           "run_class_direction", "class_weight_direction", "rounds_to_clean", "GIBBON", "DAISY",
+           "PHOTO_EPS"]
 
 #: ImageNet class 368, the panda slide's target
 GIBBON = 368
+#: ImageNet class 985, the goldfish slide's target
+DAISY = 985
 #: the sweep of :func:`run_photo_attacks`, in 8-bit levels
 PHOTO_EPS = (0.5, 1.0, 2.0, 4.0, 8.0)
 #: the published panda: Goodfellow et al. 2014, GoogLeNet, eps 0.007 (about 1.8/255)
@@ -189,5 +192,74 @@ def run_photo_attacks(ctx: ExperimentContext, steps: int | None = None) -> Photo
     return PhotoAttacksRun(data)
 
 
+def class_weight_direction(model: torch.nn.Module, x: torch.Tensor, source: int, target: int,
+                           eps: float) -> torch.Tensor:
+    """``eps * sign(grad_x (z_target - z_source))`` at ``x`` (one image ``(1, C, H, W)``).
+
+    For a linear model ``z = W x + b`` this is ``eps * sign(w_target - w_source)``: adding the
+    target class's weights (the lecture's goldfish-to-daisy slide); for a deep net it is
+    those last-layer weights back-propagated to the input.
+    """
+    xg = x.detach().clone().requires_grad_(True)
+    z = model(xg)
+    (grad,) = torch.autograd.grad(z[0, target] - z[0, source], xg)
+    return eps * grad.sign()
+
+
+@dataclass
+class ClassDirectionRun(AnalysisRun):
+    """Numbers in :attr:`data`."""
+
+
+def run_class_direction(ctx: ExperimentContext, eps: float | None = None,
+                        target: int | None = None) -> ClassDirectionRun:
+    """One photo's perturbation towards one class, added to every other photo.
+
+    Two perturbations are built on the source photo (the most confidently, correctly
+    classified one): a targeted PGD towards ``target`` and the class-weight direction
+    (:func:`class_weight_direction`). Each is added unchanged to the other photos; the result
+    counts how many become ``target`` and how many change prediction at all.
+
+    Args:
+        ctx: the lecture context.
+        eps: max-norm budget (default 8/255).
+        target: the class (default "daisy", 985, for a 1000-class model, else the last class).
+    """
+    ps = ctx.photos()
+    model, classes = ps.model, ps.classes
+    x, y = ps.tensors()
+    eps = float(eps if eps is not None else 8 / 255)
+    with torch.no_grad():
+        logits = model(x)
+    pred = logits.argmax(1)
+    k = logits.shape[1]
+    target = int(target if target is not None else (DAISY if k == 1000 else k - 1))
+    correct = (pred == y).nonzero().flatten()
+    if correct.numel() == 0:
+        raise ValueError("the model classifies none of the photos correctly; nothing to attack")
+    conf = F.softmax(logits, 1).max(1).values
+    i = int(correct[conf[correct].argmax()])
+    others = torch.tensor([j for j in range(len(x)) if j != i and int(pred[j]) != target])
+    steps = 10 if ctx.quick else 20
+    r = PGD(steps=steps, random_init=False)(model, x[i:i + 1],
+                                            TargetedMisclassification(torch.tensor([target])),
+                                            threat=ThreatModel("linf", eps), generator=ctx.generator())
+    deltas = {f"targeted PGD-{steps} on the source": (r.x_adv - x[i:i + 1]).detach(),
+              "class-weight direction": class_weight_direction(model, x[i:i + 1], int(y[i]), target, eps)}
+    rows = []
+    for name, d in deltas.items():
+        with torch.no_grad():
+            on_source = int(model((x[i:i + 1] + d).clamp(0, 1)).argmax(1))
+            moved = model((x[others] + d).clamp(0, 1)).argmax(1)
+        rows.append({"perturbation": name, "source_becomes": classes[on_source],
+                     "to_target": float((moved == target).float().mean()),
+                     "changed": float((moved != pred[others]).float().mean()), "n_others": len(others)})
+    data = {"source": classes[int(y[i])], "photo": i, "target": classes[target],
+            "eps_255": round(eps * 255, 3),
+            "rows": rows, "model": ps.model_name, "passes": int(r.passes.sum()) + 1}
+    return ClassDirectionRun(data)
+
+
 register_analysis("panda", run_panda, "photo_panda")
+register_analysis("class-direction", run_class_direction, "photo_class_direction")
 register_analysis("photo-attacks", run_photo_attacks, "photo_attacks")

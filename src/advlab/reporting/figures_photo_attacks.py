@@ -7,7 +7,7 @@ import matplotlib.pyplot as plt
 import torch
 from matplotlib.figure import Figure
 
-from advlab.experiments.photo_attacks import PandaRun, PhotoAttacksRun
+from advlab.experiments.photo_attacks import ClassDirectionRun, PandaRun, PhotoAttacksRun
 from advlab.reporting.figures_analysis import register_figures
 
 __all__ = ["panda_figure", "photo_attacks_figure"]
@@ -67,3 +67,4 @@ def photo_attacks_figure(run: PhotoAttacksRun) -> Figure:
 
 register_figures(PandaRun, lambda run: {"panda": panda_figure(run)})
 register_figures(PhotoAttacksRun, lambda run: {"success": photo_attacks_figure(run)})
+register_figures(ClassDirectionRun, lambda run: {})

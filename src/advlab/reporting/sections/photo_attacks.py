@@ -10,7 +10,7 @@ from advlab.reporting.html import Section
 from advlab.reporting.registry import LectureContext, section
 from advlab.reporting.sections.analysis import analysis_section
 
-__all__ = ["photo_section", "photo_panda_section", "photo_attacks_section"]
+__all__ = ["photo_section", "photo_panda_section", "photo_attacks_section", "photo_class_direction_section"]
 
 
 def photo_section(name: str, key: str, ctx: LectureContext) -> Section:
@@ -29,3 +29,8 @@ def photo_panda_section(ctx: LectureContext) -> Section:
 @section("photo_attacks", "FGSM and PGD on real photographs")
 def photo_attacks_section(ctx: LectureContext) -> Section:
     return photo_section("photo-attacks", "photo_attacks", ctx)
+
+
+@section("photo_class_direction", "One class's direction fools many photos (goldfish to daisy)")
+def photo_class_direction_section(ctx: LectureContext) -> Section:
+    return photo_section("class-direction", "photo_class_direction", ctx)
