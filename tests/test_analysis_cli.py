@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from advlab.cli.cmd_analysis import ANALYSIS_NAMES
-from advlab.experiments.analysis import ANALYSES
+from advlab.experiments.analysis import all_analyses
 
 
 def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -67,7 +67,7 @@ def test_analyze_unknown_name_is_a_one_line_error(cli_env):
     p = _run(["analyze", "nope", "--dataset", "digits"], cli_env)
     assert p.returncode == 2 and "Traceback" not in p.stderr
     assert p.stderr.strip().splitlines() == [
-        "error: unknown analysis 'nope'; use one of " + ", ".join(ANALYSES)]
+        "error: unknown analysis 'nope'; use one of " + ", ".join(all_analyses())]
 
 
 @pytest.mark.parametrize(("args", "message"), [
