@@ -35,6 +35,20 @@ def _stand_in() -> PhotoSet:
     return PhotoSet(model=model.eval(), photos=ds, model_name="stand-in")
 
 
+def _linear_stand_in() -> PhotoSet:
+    """Random 3-class linear model on random photos labelled by it: margins spread so that FGSM
+    fools some photos at 0.5/255 and more at 8/255."""
+    g = torch.Generator().manual_seed(3)
+    images = torch.randint(0, 256, (30, 3, 32, 32), generator=g, dtype=torch.uint8)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 32 * 32, 3))
+    with torch.no_grad():
+        model[1].weight.copy_(torch.randn(3, 3 * 32 * 32, generator=g) * 0.01)
+        model[1].bias.zero_()
+        labels = model(images.float() / 255).argmax(1)
+    ds = ImageDataset(images=images, labels=labels, classes=("a", "b", "c"), name="stand-in", split="test")
+    return PhotoSet(model=model.eval(), photos=ds, model_name="linear stand-in")
+
+
 @pytest.fixture
 def ctx(digits_train, digits_test, tmp_path):  # type: ignore[no-untyped-def]
     c = LectureContext(train=digits_train, test=digits_test, quick=True, cache_dir=tmp_path)
@@ -73,9 +87,13 @@ def test_panda_numbers(ctx) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_photo_attacks_success_grows_with_eps_for_fgsm_on_a_linear_model(ctx) -> None:  # type: ignore[no-untyped-def]
+    ctx.use_photos(_linear_stand_in())
     d = run_photo_attacks(ctx).data
     fgsm = [r["success"] for r in d["rows"] if r["attack"] == "FGSM"]
     assert fgsm == sorted(fgsm)  # one linear model, one gradient: more eps never fools fewer
+    assert 0 < fgsm[0] < fgsm[-1] and d["n_correct"] == 30
+    pgd = [r["success"] for r in d["rows"] if r["attack"] != "FGSM"]
+    assert all(p >= f for p, f in zip(pgd, fgsm, strict=True))  # PGD's first step is FGSM's
     assert all(0 <= r["success"] <= 1 for r in d["rows"])
 
 
@@ -111,3 +129,21 @@ def test_class_direction_runs_and_renders(ctx) -> None:  # type: ignore[no-untyp
     rows = sec.data["rows"]
     assert len(rows) == 2 and all(0 <= r["to_target"] <= r["changed"] + 1e-9 <= 1 + 1e-9 for r in rows)
     assert "other photos that become" in render_report("t", [sec], META)
+
+
+def test_photo_attacks_fgsm_shortcut_matches_the_fgsm_attack(ctx) -> None:  # type: ignore[no-untyped-def]
+    from advlab.attacks import FGSM
+    from advlab.criteria import Misclassification
+    from advlab.experiments.photo_attacks import PHOTO_EPS
+    from advlab.threat import ThreatModel
+
+    ctx.use_photos(_linear_stand_in())
+    d = run_photo_attacks(ctx, steps=1).data
+    ps = ctx.photos()
+    x, y = ps.tensors()
+    keep = ps.model(x).argmax(1) == y
+    got = [r["success"] for r in d["rows"] if r["attack"] == "FGSM"]
+    want = [FGSM()(ps.model, x[keep], Misclassification(y[keep]), threat=ThreatModel("linf", e / 255),
+                   generator=torch.Generator().manual_seed(0)).success_rate for e in PHOTO_EPS]
+    assert got == pytest.approx(want)
+    assert sum(r["passes"] for r in d["rows"] if r["attack"] == "FGSM") == int(keep.sum())
