@@ -13,7 +13,7 @@ N class logits the attacker must fool). :func:`adaptive_pgd` attacks classifier 
 together (Carlini & Wagner, "Adversarial Examples Are Not Easily Detected: Bypassing Ten
 Detection Methods", AISec 2017): PGD on a combined loss, the classifier's margin plus the
 detector's logit. It is a small function on the engine's pieces
-(:func:`~advlab.attacks.engine.input_grad`, :func:`~advlab.attacks.engine.steepest_step`),
+(:func:`~advlab.attacks.engine.random_start`, :func:`~advlab.attacks.engine.steepest_step`),
 not an :class:`~advlab.attacks.base.Attack`: its objective needs two models.
 """
 
@@ -73,11 +73,17 @@ class FeatureDetector(Detector):
         for s in feature_shape:
             d *= int(s)
         self.head = nn.Sequential(nn.Flatten(), nn.Linear(d, hidden), nn.ReLU(), nn.Linear(hidden, 1))
-        self._feat: torch.Tensor | None = None
-        modules[layer].register_forward_hook(self._keep)
+        self._module = modules[layer]
 
-    def _keep(self, module: nn.Module, inputs: object, output: torch.Tensor) -> None:
-        self._feat = output
+    def features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Class logits and the layer's output (a hook that lives for this one forward pass)."""
+        seen: list[torch.Tensor] = []
+        handle = self._module.register_forward_hook(lambda m, i, o: seen.append(o))
+        try:
+            logits = self.classifier(x)
+        finally:
+            handle.remove()
+        return logits, seen[-1]
 
     @classmethod
     def for_layer(cls, classifier: nn.Module, layer: str, example: torch.Tensor,
@@ -95,9 +101,8 @@ class FeatureDetector(Detector):
 
     def both(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Class logits and detector logit from one forward pass."""
-        logits = self.classifier(x)
-        assert self._feat is not None
-        return logits, self.head(self._feat).squeeze(1)
+        logits, feat = self.features(x)
+        return logits, self.head(feat).squeeze(1)
 
     def score(self, x: torch.Tensor) -> torch.Tensor:
         return self.both(x)[1]
@@ -194,9 +199,7 @@ def fit_detector(detector: Detector, clean: torch.Tensor, labels: torch.Tensor, 
             idx = idx.to(x.device)
             if isinstance(detector, FeatureDetector):
                 with torch.no_grad():
-                    detector.classifier(x[idx])
-                    feat = detector._feat
-                assert feat is not None
+                    feat = detector.features(x[idx])[1]
                 out = detector.head(feat).squeeze(1)
                 loss = nn.functional.binary_cross_entropy_with_logits(out, is_adv[idx])
             else:
