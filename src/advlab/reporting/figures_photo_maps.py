@@ -1,1 +1,82 @@
-"""Figures of :mod:`advlab.experiments.photo_maps` (placeholder; registers with register_figures)."""
+"""Figures of :mod:`advlab.experiments.photo_maps`: logits of the top classes along a direction,
+and decision maps coloured by their winning classes (a 1000-class legend would be unreadable)."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+from matplotlib.patches import Patch
+
+from advlab.experiments.photo_maps import (
+    PhotoCrossSectionRun,
+    PhotoDecisionMapRun,
+    PhotoNoiseRun,
+    PhotoPhysicalRun,
+)
+from advlab.reporting.figures_analysis import register_figures
+
+__all__ = ["photo_cross_section_figure", "photo_decision_map_figure"]
+
+_COLORS = plt.get_cmap("tab10").colors  # type: ignore[attr-defined]
+
+
+def _top_classes(logits: torch.Tensor, label: int, k: int) -> list[int]:
+    """The true class, then the classes with the largest logit anywhere on the path."""
+    best = logits.amax(0).argsort(descending=True).tolist()
+    out = [label] if label >= 0 else []
+    return out + [c for c in best if c != label][: k - len(out)]
+
+
+def photo_cross_section_figure(run: PhotoCrossSectionRun, k: int = 6) -> Figure:
+    """Logits of the true class and the top wrong classes along each cross section."""
+    secs = run.sections
+    fig, axes = plt.subplots(1, len(secs), figsize=(4.4 * len(secs), 3.4), squeeze=False)
+    for ax, cs, title in zip(axes[0], secs, run.titles, strict=True):
+        t = (cs.t * 255).numpy()
+        for j, c in enumerate(_top_classes(cs.logits, cs.label, k)):
+            true = c == cs.label
+            ax.plot(t, cs.logits[:, c].numpy(), color=_COLORS[j % 10], lw=2.4 if true else 1.1,
+                    label=f"{run.classes[c][:18]}{' (true)' if true else ''}")
+        ax.axvline(0, color="grey", ls=":", lw=0.8)
+        ax.set_xlabel("t (max-norm step, /255)")
+        ax.set_title(f"{title}\n{cs.n_pieces} linear piece(s)", fontsize=8)
+        ax.legend(fontsize=6, loc="best")
+        ax.grid(alpha=0.3)
+    axes[0, 0].set_ylabel("logit")
+    fig.tight_layout()
+    return fig
+
+
+def photo_decision_map_figure(run: PhotoDecisionMapRun) -> Figure:
+    """One map per kind: white = true class, the winning wrong classes coloured."""
+    fig, axes = plt.subplots(1, len(run.maps), figsize=(3.6 * len(run.maps), 3.8), squeeze=False)
+    for ax, (kind, m) in zip(axes[0], run.maps.items(), strict=True):
+        pr = m.predictions[0]
+        lab = int(m.labels[0])
+        wrong = [c for c in torch.bincount(pr.flatten()).argsort(descending=True).tolist() if c != lab]
+        wrong = [c for c in wrong if (pr == c).any()][:9]
+        img = np.full((*pr.shape, 3), 0.35)
+        img[(pr == lab).numpy()] = 1.0
+        for j, c in enumerate(wrong):
+            img[(pr == c).numpy()] = _COLORS[j % 10]
+        ax.imshow(img[::-1], interpolation="nearest")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        h, v = kind.split("-")
+        ax.set_xlabel(f"{h} (+-{m.eps * 255:.0f}/255)", fontsize=8)
+        ax.set_ylabel(v, fontsize=8)
+        ax.set_title(f"{kind}: {m.mean_misclassified:.0%} wrong", fontsize=8)
+        handles = [Patch(facecolor="white", edgecolor="k", label=f"{run.classes[lab][:16]} (true)")]
+        handles += [Patch(color=_COLORS[j % 10], label=run.classes[c][:16]) for j, c in enumerate(wrong)]
+        handles.append(Patch(color=(0.35, 0.35, 0.35), label="other"))
+        ax.legend(handles=handles, fontsize=5, loc="upper left", bbox_to_anchor=(1.01, 1))
+    fig.tight_layout()
+    return fig
+
+
+register_figures(PhotoCrossSectionRun, lambda run: {"cross": photo_cross_section_figure(run)})
+register_figures(PhotoDecisionMapRun, lambda run: {"maps": photo_decision_map_figure(run)})
+register_figures(PhotoNoiseRun, lambda run: {})  # a table says it all
+register_figures(PhotoPhysicalRun, lambda run: {})
