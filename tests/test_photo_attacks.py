@@ -3,6 +3,8 @@ the 8-bit claim by construction, the numbers, and rendering with and without the
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
@@ -147,3 +149,21 @@ def test_photo_attacks_fgsm_shortcut_matches_the_fgsm_attack(ctx) -> None:  # ty
                    generator=torch.Generator().manual_seed(0)).success_rate for e in PHOTO_EPS]
     assert got == pytest.approx(want)
     assert sum(r["passes"] for r in d["rows"] if r["attack"] == "FGSM") == int(keep.sum())
+
+
+def test_cli_without_the_extra_is_one_line(monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    import sys
+
+    import advlab.cli.app as app_module
+
+    def missing() -> PhotoSet:
+        raise PhotosUnavailable("the ImageNet sections need the imagenet extra: pip install x")
+
+    monkeypatch.setattr(context_module, "load_photo_set", missing)
+    monkeypatch.setattr(sys, "argv", ["advlab", "analyze", "panda", "--dataset", "digits", "--out",
+                                      str(Path.cwd() / "never")])
+    with pytest.raises(SystemExit) as info:
+        app_module.main()
+    err = capsys.readouterr().err
+    assert info.value.code == 1 and "Traceback" not in err and "internal error" not in err
+    assert "need the imagenet extra" in err

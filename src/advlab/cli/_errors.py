@@ -64,10 +64,13 @@ def classify(exc: BaseException) -> tuple[int, str]:
     from advlab.checkpoint import CheckpointError
     from advlab.cli._common import UsageError
     from advlab.data import DatasetError
+    from advlab.experiments.photos import PhotosUnavailable
     from advlab.models.guard import ModelError
 
     if isinstance(exc, (UsageError, DatasetError, CheckpointError, ModelError)):
         return USAGE, _first_line(exc)
+    if isinstance(exc, PhotosUnavailable):  # an optional extra is not installed: environment
+        return FAILURE, _first_line(exc)
     if isinstance(exc, _NAMING_ERRORS):
         return USAGE, _os_message(exc) if exc.strerror else _first_line(exc)
     if isinstance(exc, OSError):
