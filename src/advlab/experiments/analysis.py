@@ -407,8 +407,6 @@ ANALYSES: dict[str, Analysis] = {
 ANALYSIS_MODULES = (
     "advlab.experiments.photo_attacks",  # the panda slide, attacks on photos, one class's direction
     "advlab.experiments.photo_maps",  # cross sections, decision maps, noise, physical world on photos
-    "advlab.experiments.claims",  # X's and O's, AT on linear vs deep, where to perturb
-    "advlab.experiments.spam",  # add-only evasion of spam detectors
     "advlab.experiments.detectors",  # detectors and the adaptive attack that bypasses them
     "advlab.experiments.robust_sweep",  # class sweeps on an adversarially trained CNN, judged
 )

@@ -392,8 +392,6 @@ def analysis_figures(run: AnalysisRun) -> dict[str, Figure]:
 FIGURE_MODULES = (
     "advlab.reporting.figures_photo_attacks",
     "advlab.reporting.figures_photo_maps",
-    "advlab.reporting.figures_claims",
-    "advlab.reporting.figures_spam",
     "advlab.reporting.figures_detectors",
     "advlab.reporting.figures_robust_sweep",
 )

@@ -1,1 +1,0 @@
-"""Lecture experiments (placeholder; registers its analyses with register_analysis)."""

@@ -1,1 +1,0 @@
-"""Figures of :mod:`advlab.experiments.claims` (placeholder; registers with register_figures)."""

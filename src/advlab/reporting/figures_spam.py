@@ -1,1 +1,0 @@
-"""Figures of :mod:`advlab.experiments.spam` (placeholder; registers with register_figures)."""

@@ -1,1 +1,0 @@
-"""Lecture sections of :mod:`advlab.experiments.claims` (placeholder; registers with @section)."""

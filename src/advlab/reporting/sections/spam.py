@@ -1,1 +1,0 @@
-"""Lecture sections of :mod:`advlab.experiments.spam` (placeholder; registers with @section)."""
