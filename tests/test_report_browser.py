@@ -232,3 +232,30 @@ def test_report_renders_in_chromium(browser: Browser, report: Path, tmp_path: Pa
 
     shot = browser.screenshot(tmp_path / "report.png")
     assert shot[:8] == b"\x89PNG\r\n\x1a\n" and len(shot) > 10_000
+
+
+PHOTO_SECTIONS = ["photo_panda", "photo_attacks", "photo_class_direction", "photo_cross_section",
+                  "photo_decision_map", "photo_noise", "photo_physical"]
+
+
+def test_photo_sections_render_in_chromium(browser: Browser, tmp_path: Path, digits_train,  # type: ignore[no-untyped-def]
+                                           digits_test):
+    """The ImageNet sections (on the tests' 32x32 stand-in photos): every image loads."""
+    from test_photo_attacks import META, _stand_in
+
+    from advlab.reporting.html import render_report
+    from advlab.reporting.lecture import LectureContext, run_sections
+
+    ctx = LectureContext(train=digits_train, test=digits_test, quick=True, cache_dir=tmp_path)
+    ctx.use_photos(_stand_in())
+    secs = run_sections(ctx, PHOTO_SECTIONS)
+    page = tmp_path / "photos.html"
+    page.write_text(render_report("photos", secs, META))
+    browser.open(page.resolve().as_uri())
+    imgs = browser.evaluate(IMAGES_JS)
+    assert len(imgs) >= 4  # panda, success curve, cross sections, decision maps
+    broken = [i for i in imgs if not (i["complete"] and i["w"] > 0 and i["h"] > 0)]
+    assert not broken, f"images that did not load: {broken}"
+    assert browser.errors() == []
+    ids = [s["id"] for s in browser.evaluate(STRUCTURE_JS)["sections"]]
+    assert ids == PHOTO_SECTIONS
