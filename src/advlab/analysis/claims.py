@@ -404,13 +404,16 @@ def weight_sparsity(weights: torch.Tensor, rel: float = 0.01) -> dict[str, float
 LAYERS = ("input", "hidden", "logits")
 
 
-def _split(model: nn.Module, at: int) -> tuple[nn.Module, nn.Module]:
-    """``(body, head)`` of a zoo MLP/maxout network: ``head(body(x)) == model(x)``."""
+def _split(model: nn.Module, at: int | None) -> tuple[nn.Module, nn.Module]:
+    """``(body, head)`` of a zoo MLP/maxout network: ``head(body(x)) == model(x)``
+    (``at``: modules of ``model.net`` in the body; ``None``: all of them, the logits)."""
     net = getattr(model, "net", None)
     norm = getattr(model, "normalize", None)
     if not isinstance(net, nn.Sequential) or not isinstance(norm, nn.Module):
         raise TypeError(f"{type(model).__name__} has no .normalize and .net Sequential; use an MLP or "
                         "maxout network from advlab.models")
+    if at is None:
+        at = len(net)
     if not 0 < at <= len(net):
         raise ValueError(f"split index must be in 1..{len(net)}, got {at}")
     body = nn.Sequential(norm, nn.Flatten(1), *net[:at])
@@ -490,8 +493,7 @@ class LayerFGSMTraining:
             logits = model(torch.cat([x, x_adv]))
             clean, adv = logits[:n], logits[n:]
         else:
-            at = len(inner.net) if self.layer == "logits" else int(self.hidden_index)
-            body, head = _split(inner, at)
+            body, head = _split(inner, None if self.layer == "logits" else int(self.hidden_index))
             h = body(x)
             eps_l = eps * _scale(h) / _scale(x.float())
             grad = input_gradient(head, h.detach(), lambda lg: training_loss(inner, lg, y) * n)[1]

@@ -31,8 +31,8 @@ ANALYSIS_NAMES = ("cross-section", "decision-map", "same-norm", "linear", "class
                   # photos (ImageNet): advlab.experiments.photo_attacks, photo_maps
                   "panda", "photo-attacks", "class-direction",
                   "photo-cross-section", "photo-decision-map", "photo-noise", "photo-physical",
-                  # the lecture's remaining claims: robust_sweep, detectors
-                  "robust-class-sweep", "detectors")
+                  # the lecture's remaining claims: claims, robust_sweep, detectors
+                  "xs-and-os", "linear-vs-deep-at", "perturb-layer", "robust-class-sweep", "detectors")
 
 
 @app.command("analyze")

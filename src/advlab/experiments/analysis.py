@@ -409,6 +409,7 @@ ANALYSIS_MODULES = (
     "advlab.experiments.photo_maps",  # cross sections, decision maps, noise, physical world on photos
     "advlab.experiments.detectors",  # detectors and the adaptive attack that bypasses them
     "advlab.experiments.robust_sweep",  # class sweeps on an adversarially trained CNN, judged
+    "advlab.experiments.claims",  # X's and O's, linear vs deep adversarial training, where to perturb
 )
 
 

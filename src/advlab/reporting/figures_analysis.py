@@ -394,6 +394,7 @@ FIGURE_MODULES = (
     "advlab.reporting.figures_photo_maps",
     "advlab.reporting.figures_detectors",
     "advlab.reporting.figures_robust_sweep",
+    "advlab.reporting.figures_claims",
 )
 
 
