@@ -94,3 +94,5 @@ def test_cli_device_is_checked_before_loading(run, monkeypatch) -> None:  # type
     assert code == 2 and "no CUDA GPU" in err and "cpu" in err
     code, _, err = run("eval", "does-not-exist", "--device", "tpu")
     assert code == 2 and "not a device" in err
+    code, _, err = run("lecture", "--device", "cuda", "--dataset", "nosuchset", "--out", "r")
+    assert code == 2 and "no CUDA GPU" in err and not Path("r").exists()

@@ -236,3 +236,22 @@ def test_init_model_matches_manual_seed_and_restores_state():
     torch.manual_seed(11)
     b = torch.nn.Linear(4, 3)
     assert _same(a, b)
+
+
+def test_device_trains_there_and_hands_back_a_cpu_model(digits_train: ImageDataset, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch):
+    ref = get_or_train(SMALL, digits_train, tmp_path / "a")
+    seen: list[tuple[str, str, str]] = []
+    real_fit = cache_mod.fit
+
+    def recording_fit(model, images, labels, cfg, **kw):  # type: ignore[no-untyped-def]
+        seen.append((next(model.parameters()).device.type, images.device.type, labels.device.type))
+        return real_fit(model, images, labels, cfg, **kw)
+
+    monkeypatch.setattr(cache_mod, "fit", recording_fit)
+    got = get_or_train(SMALL, digits_train, tmp_path / "b", device="cpu")
+    assert seen == [("cpu", "cpu", "cpu")]
+    assert _same(got.model, ref.model)  # the same seed gives the same weights
+    assert got.path.name == ref.path.name  # the device is not part of the cache key
+    assert next(got.model.parameters()).device.type == "cpu"
+

@@ -459,24 +459,31 @@ def lecture(
     download: Annotated[bool, typer.Option(help="Download the dataset if it is not found locally.")] = True,
     data_dir: DataDir = None,
     cache_dir: CacheDir = None,
+    device: Annotated[str | None, typer.Option(
+        help="Train the lecture's models here: cpu, cuda, cuda:N, mps or auto. The trained "
+             "models come back to the CPU, where the sections attack them.")] = None,
 ) -> None:
     """Run the lecture's experiments and write one self-contained HTML report."""
+    from advlab.cli._inputs import resolve_device
     from advlab.io import atomic_write_text
     from advlab.reporting.html import render_report
     from advlab.reporting.lecture import LectureContext, run_sections
 
     t0 = time.perf_counter()
     check_output(out, "dir")
+    dev = resolve_device(device) if device is not None else None
     cache = _cache(cache_dir)
     train_ds, test_ds, notices = load_lecture_data(dataset, data_dir, cache, download)
     torch.manual_seed(seed)
     ctx = LectureContext(train=train_ds, test=test_ds, quick=quick, cache_dir=cache / "models",
-                         seed=seed, progress=lambda m: console.print(f"[dim]{m}[/]"))
+                         seed=seed, progress=lambda m: console.print(f"[dim]{m}[/]"),
+                         device=dev if dev is not None and dev.type != "cpu" else None)
     only = [s.strip() for s in sections.split(",")] if sections else None
     secs = run_sections(ctx, only)
     seconds = time.perf_counter() - t0
     meta = {"version": __version__, "dataset": train_ds.name, "mode": "quick" if quick else "full",
             "seconds": seconds, "seed": seed, "notices": notices,
+            "train_device": str(dev) if dev is not None else "cpu",
             "date": _dt.datetime.now().strftime("%Y-%m-%d %H:%M")}
     html = render_report("advlab lecture: adversarial examples and adversarial training", secs, meta)
     out.mkdir(parents=True, exist_ok=True)

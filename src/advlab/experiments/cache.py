@@ -201,23 +201,32 @@ def _load_cached(path: Path, epochs: int) -> tuple[nn.Module, list[Any]] | None:
 
 def _train(recipe: Recipe, data: ImageDataset, cfg: TrainConfig, path: Path,
            build: Callable[[], nn.Module], test: ImageDataset | None, run_meta: dict[str, Any],
-           say: Callable[[str], None]) -> tuple[nn.Module, Any]:
-    """Train into the entry ``path``: resume an interrupted run, else (or if unreadable) from scratch."""
+           say: Callable[[str], None], device: torch.device | None = None) -> tuple[nn.Module, Any]:
+    """Train into the entry ``path``: resume an interrupted run, else (or if unreadable) from scratch.
+
+    With ``device``, the model and the data move there for training (once, here) and the
+    trained model comes back to the CPU, where cached models live.
+    """
+    dev = torch.device(device) if device is not None else torch.device("cpu")
+    images, labels = data.images.to(dev), data.labels.to(dev)
     kw: dict[str, Any] = {"objective": recipe.make_objective(), "checkpoint_dir": path,
                           "meta": run_meta, "curves": recipe.curve_config()}
     if test is not None:
-        kw["test"] = (test.images, test.labels)
-    model = build()
+        kw["test"] = (test.images.to(dev), test.labels.to(dev))
+    model = build().to(dev)
     if (path / STATE_FILE).is_file():
         say(f"resuming {recipe.name} ({path})")
         try:
-            return model, fit(model, data.images, data.labels, cfg, resume=True, **kw)
+            res = fit(model, images, labels, cfg, resume=True, **kw)
+            return model.cpu(), res
         except (CheckpointError, KeyError, RuntimeError) as e:  # unreadable or mismatched state
             log.warning("cannot resume cache entry %s (%s); retraining", path, e)
-            model = build()
+            model = build().to(dev)
             kw["objective"] = recipe.make_objective()
-    say(f"training {recipe.name} on {len(data)} {data.name} images ({cfg.epochs} epoch(s))")
-    return model, fit(model, data.images, data.labels, cfg, **kw)
+    where = f" on {dev}" if dev.type != "cpu" else ""
+    say(f"training {recipe.name} on {len(data)} {data.name} images ({cfg.epochs} epoch(s)){where}")
+    res = fit(model, images, labels, cfg, **kw)
+    return model.cpu(), res
 
 
 def get_or_train(
@@ -228,6 +237,7 @@ def get_or_train(
     test: ImageDataset | None = None,
     meta: Mapping[str, Any] | None = None,
     progress: Callable[[str], None] | None = None,
+    device: torch.device | str | None = None,
 ) -> TrainedModel:
     """The model of ``recipe`` trained on ``train``: from the cache, or trained and cached.
 
@@ -243,9 +253,11 @@ def get_or_train(
         test: held-out data for the recipe's learning curves (required with ``curves``).
         meta: extra metadata for the checkpoint's ``model.json`` (not part of the key).
         progress: called with one-line status messages.
+        device: train there (model and data move once; the returned model is on the CPU).
+            Not part of the cache key: a cached model is reused whatever device trained it.
 
     Returns:
-        The :class:`TrainedModel`.
+        The :class:`TrainedModel` (its model on the CPU).
 
     Raises:
         ValueError: the recipe measures curves but no ``test`` set is given.
@@ -272,7 +284,8 @@ def get_or_train(
     def build() -> nn.Module:
         return init_model(init_seed, lambda: create_model(recipe.model, **settings))
 
-    model, res = _train(recipe, data, cfg, path, build, test, dict(meta or {}), say)
+    model, res = _train(recipe, data, cfg, path, build, test, dict(meta or {}), say,
+                        None if device is None else torch.device(device))
     try:  # the stored history: the same dicts a later cache hit returns
         history = list(read_metadata(path).get("history", []))
     except ValueError:

@@ -32,6 +32,8 @@ class ExperimentContext:
         cache_dir: where trained models are stored and reused.
         seed: seeds the models' training and every generator handed to attacks.
         progress: status callback (the CLI prints it).
+        device: where the lecture's models are trained (``advlab lecture --device``); the
+            trained models come back to the CPU, where the sections attack them.
     """
 
     train: ImageDataset
@@ -40,6 +42,7 @@ class ExperimentContext:
     cache_dir: Path
     seed: int = 0
     progress: Callable[[str], None] = lambda msg: None
+    device: torch.device | None = None
     _models: dict[str, nn.Module] = field(default_factory=dict)
     _photos: PhotoSet | PhotosUnavailable | None = None
 
@@ -66,7 +69,7 @@ class ExperimentContext:
         """``recipe`` trained on :attr:`train` through the model cache."""
         return get_or_train(recipe, self.train, self.cache_dir, test=test,
                             meta={"dataset": self.train.name, "seed": self.seed, **(meta or {})},
-                            progress=self.progress)
+                            progress=self.progress, device=self.device)
 
     def use_model(self, name: str, model: nn.Module) -> None:
         """Use ``model`` (in eval mode) wherever an experiment asks for ``name``."""
