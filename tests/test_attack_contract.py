@@ -16,7 +16,9 @@ from advlab.criteria import Misclassification, TargetedMisclassification
 from advlab.threat import ThreatModel
 from advlab.transforms import Identity
 
-NORMS = ["linf", "l2", "l1"]
+NORMS = ["linf", "l2", "l1", "l0"]
+#: the norms of the continuous (gradient-step) threat models
+BALL_NORMS = ["linf", "l2", "l1"]
 
 
 #: the small-budget configuration of every registered attack the contract runs (by canonical name)
@@ -29,6 +31,7 @@ CONTRACT: dict[str, dict[str, object]] = {
     "fmn": {"steps": 10}, "fab": {"steps": 10}, "fab-t": {"steps": 10, "n_target_classes": 2},
     "illc": {"steps": 4}, "eot": {"samples": 2, "steps": 3},
     "universal": {"max_passes": 2, "batch_size": 2},
+    "jsma-add": {"per_step": 2},
 }
 
 #: more configurations of the same classes (options the defaults do not exercise)
@@ -58,6 +61,10 @@ EXEMPT: dict[tuple[str, str], str] = {
        for n in ("fmn", "fab", "fab-t")},
     **{(n, "eps_zero"): "unbounded: eps = 0 does not restrict it (FAB: only the restart radius)"
        for n in ("fmn", "fab", "fab-t")},
+    **{(n, "l0"): "an L0 budget is the threat model of discrete feature attacks (refused: "
+                  "test_an_attack_refuses_the_norms_it_does_not_take)"
+       for n in canonical_names() if n != "jsma-add"},
+    **{("jsma-add", n): "add-only feature attack: it takes an L0 budget only" for n in BALL_NORMS},
 }
 
 
@@ -80,7 +87,24 @@ def a_norm(name: str) -> str:
     return next(n for n in NORMS if not exempt(name, n))
 
 
+def a_threat(name: str) -> ThreatModel:
+    """A small threat model of the attack's first norm (3 features for an L0 budget)."""
+    norm = a_norm(name)
+    return ThreatModel(norm, 3.0 if norm == "l0" else 0.2)
+
+
 ATTACK_NAMES = list(attacks())
+
+
+@pytest.mark.parametrize("name", ATTACK_NAMES)
+def test_an_attack_refuses_the_norms_it_does_not_take(name):  # type: ignore[no-untyped-def]
+    model, x, y, _ = make_case({"n": 3, "shape": (1, 4, 4), "classes": 3, "eps": 0,
+                                "bounds": (0.0, 1.0), "seed": 2})
+    atk = attacks()[name]
+    for norm in NORMS:
+        if norm not in atk.norms:
+            with pytest.raises(ValueError, match=f"does not take the {norm} threat model"):
+                atk(model, x, y, threat=ThreatModel(norm, 1.0))
 
 
 def test_every_registered_attack_joins_the_contract():
@@ -143,6 +167,8 @@ def test_within_ball_and_bounds(name, norm, c):  # type: ignore[no-untyped-def]
         eps *= 2
     if norm == "l1":
         eps *= 6
+    if norm == "l0":  # a count of features
+        eps = float(round(c["eps"] * 10))
     threat = ThreatModel(norm, eps, c["bounds"])
     r = attacks()[name](model, x, y, threat=threat, generator=torch.Generator().manual_seed(1))
     assert r.x_adv.shape == x.shape and r.x_adv.dtype == x.dtype
@@ -177,7 +203,7 @@ def test_same_generator_seed_same_output(name, norm):  # type: ignore[no-untyped
         pytest.skip(EXEMPT[(registered(name), norm)])
     model, x, y, _ = make_case({"n": 5, "shape": (1, 4, 4), "classes": 3, "eps": 0,
                                 "bounds": (0.0, 1.0), "seed": 4})
-    threat = ThreatModel(norm, {"linf": 0.1, "l2": 0.5, "l1": 2.0}[norm])
+    threat = ThreatModel(norm, {"linf": 0.1, "l2": 0.5, "l1": 2.0, "l0": 3.0}[norm])
     a = attacks()[name](model, x, y, threat=threat, generator=torch.Generator().manual_seed(7))
     b = attacks()[name](model, x, y, threat=threat, generator=torch.Generator().manual_seed(7))
     assert torch.equal(a.x_adv, b.x_adv)
@@ -192,7 +218,7 @@ def test_no_side_effects(name):  # type: ignore[no-untyped-def]
     params = copy.deepcopy(model.state_dict())
     rng_before = torch.get_rng_state()
     model.eval()
-    attacks()[name](model, x, y, threat=ThreatModel(a_norm(name), 0.2),
+    attacks()[name](model, x, y, threat=a_threat(name),
                     generator=torch.Generator().manual_seed(0))
     assert torch.equal(x, x_copy) and torch.equal(y, y_copy)
     assert not model.training
@@ -202,12 +228,12 @@ def test_no_side_effects(name):  # type: ignore[no-untyped-def]
     # train mode: warned, run in eval mode, restored
     model.train()
     with pytest.warns(UserWarning, match="train mode"):
-        attacks()[name](model, x, y, threat=ThreatModel(a_norm(name), 0.2),
+        attacks()[name](model, x, y, threat=a_threat(name),
                         generator=torch.Generator().manual_seed(0))
     assert model.training
 
 
-@pytest.mark.parametrize("norm", NORMS)
+@pytest.mark.parametrize("norm", BALL_NORMS)
 def test_fgsm_on_linear_model_moves_along_sign_of_w(norm):  # type: ignore[no-untyped-def]
     torch.manual_seed(0)
     d = 16
@@ -366,6 +392,7 @@ NOT_ITERATIVE = {
     "fab": "minimum-norm linearisation and projection steps, not a bounded ascent",
     "fab-t": "minimum-norm linearisation and projection steps, not a bounded ascent",
     "universal": "one perturbation fitted for the whole batch",
+    "jsma-add": "greedy discrete feature additions under an L0 budget (known answers: tests/test_spam.py)",
 }
 
 
@@ -535,7 +562,7 @@ def _tree_and_substitute():  # type: ignore[no-untyped-def]
     return tree, sub, x, labels
 
 
-@pytest.mark.parametrize("norm", NORMS)
+@pytest.mark.parametrize("norm", BALL_NORMS)
 @pytest.mark.parametrize("which", ["tree", "substitute-craft"])
 def test_tree_and_substitute_attacks_meet_the_contract(which, norm):  # type: ignore[no-untyped-def]
     from advlab.attacks.tree import DecisionTreeAttack
@@ -570,7 +597,7 @@ def test_tree_and_substitute_attacks_meet_the_contract(which, norm):  # type: ig
 def test_no_generator_means_a_private_seeded_one_never_the_global_rng(name):  # type: ignore[no-untyped-def]
     model, x, y, _ = make_case({"n": 5, "shape": (1, 4, 4), "classes": 3, "eps": 0,
                                 "bounds": (0.0, 1.0), "seed": 6})
-    threat = ThreatModel(a_norm(name), 0.2)
+    threat = a_threat(name)
     rng = torch.get_rng_state()
     a = attacks()[name](model, x, y, threat=threat)
     torch.manual_seed(12345)  # whatever the global state, the answer is the same

@@ -83,3 +83,21 @@ def test_threat_model_validation_and_contains():
         ThreatModel("l2", "big")  # type: ignore[arg-type]
     assert get_norm("inf").name == "linf"
     assert ThreatModel("l2", 1).to_dict() == {"norm": "l2", "eps": 1.0, "bounds": [0.0, 1.0]}
+
+
+def test_l0_counts_projects_to_the_largest_changes_and_samples_k_coordinates():
+    from advlab.threat import get_norm
+
+    l0 = get_norm("l0")
+    d = torch.tensor([[0.0, -3.0, 1.0, 2.0, 0.5], [1.0, 1.0, 0.0, 0.0, 0.0]])
+    assert l0.norm(d).tolist() == [4.0, 2.0]
+    assert l0.project(d, 2).tolist() == [[0.0, -3.0, 0.0, 2.0, 0.0], [1.0, 1.0, 0.0, 0.0, 0.0]]
+    assert l0.project(d, 2.9).tolist() == l0.project(d, 2).tolist()  # a count: rounded down
+    assert torch.equal(l0.project(d, 0), torch.zeros_like(d))
+    assert l0.normalize_grad(torch.tensor([[0.1, -0.7, 0.3]])).tolist() == [[0.0, -1.0, 0.0]]
+    r = l0.random_init((6, 1, 3, 3), 4, generator=torch.Generator().manual_seed(0),
+                       device=torch.device("cpu"), dtype=torch.float32)
+    assert l0.norm(r).tolist() == [4.0] * 6 and bool((r.abs() <= 1).all())
+    t = ThreatModel("l0", 2, (0.0, 1.0))
+    x = torch.zeros(2, 4)
+    assert t.contains(x + torch.tensor([[1.0, 1.0, 0, 0], [1.0, 1.0, 1.0, 0]]), x).tolist() == [True, False]

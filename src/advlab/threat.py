@@ -172,13 +172,55 @@ class L1Norm(Norm):
         return (pts * signs * radius).reshape(shape)
 
 
-NORMS: dict[str, type[Norm]] = {"linf": LinfNorm, "l2": L2Norm, "l1": L1Norm}
+class L0Norm(Norm):
+    """The L0 "norm": how many coordinates changed; the budget of sparse, discrete attacks.
+
+    ``eps`` counts coordinates (a fractional budget is rounded down). Projection keeps the
+    ``eps`` largest changes of each sample, the steepest-ascent direction is the single
+    coordinate of largest gradient, and a random start changes ``eps`` random coordinates.
+    It is the threat model of the add-only feature attacks on spam and malware detectors
+    (:class:`~advlab.attacks.jsma.AddOnlyJSMA`); the gradient attacks refuse it.
+
+    References:
+        Papernot et al., "The Limitations of Deep Learning in Adversarial Settings",
+        EuroS&P 2016 (arXiv:1511.07528).
+    """
+
+    name = "l0"
+
+    def norm(self, delta: torch.Tensor) -> torch.Tensor:
+        return (_flat(delta) != 0).sum(dim=1).to(delta.dtype if delta.is_floating_point() else torch.float32)
+
+    def project(self, delta: torch.Tensor, eps: torch.Tensor | float) -> torch.Tensor:
+        flat = _flat(delta)
+        n, d = flat.shape
+        k = torch.as_tensor(eps, device=delta.device).floor().long().clamp(0, d).expand(n)
+        order = flat.abs().argsort(dim=1, descending=True, stable=True)
+        rank = torch.empty_like(order).scatter_(1, order, torch.arange(d, device=delta.device).expand(n, d))
+        return torch.where(rank < k[:, None], flat, torch.zeros_like(flat)).reshape(delta.shape)
+
+    def normalize_grad(self, grad: torch.Tensor) -> torch.Tensor:
+        flat = _flat(grad)
+        top = flat.abs().argmax(dim=1, keepdim=True)
+        out = torch.zeros_like(flat).scatter_(1, top, flat.gather(1, top).sign())
+        return out.reshape(grad.shape)
+
+    def random_init(self, shape, eps, *, generator, device, dtype):  # type: ignore[no-untyped-def]
+        n, d = shape[0], math.prod(shape[1:])
+        vals = 2 * torch.rand((n, d), generator=generator, device=device, dtype=dtype) - 1
+        keys = torch.rand((n, d), generator=generator, device=device)
+        k = torch.as_tensor(eps, device=device).floor().long().clamp(0, d).expand(n)
+        rank = keys.argsort(dim=1).argsort(dim=1)  # a uniformly random support of size k
+        return torch.where(rank < k[:, None], vals, torch.zeros_like(vals)).reshape(shape)
+
+
+NORMS: dict[str, type[Norm]] = {"linf": LinfNorm, "l2": L2Norm, "l1": L1Norm, "l0": L0Norm}
 
 
 def get_norm(name: str) -> Norm:
-    """Return the :class:`Norm` strategy called ``name`` (``"linf" | "l2" | "l1"``)."""
+    """Return the :class:`Norm` strategy called ``name`` (``"linf" | "l2" | "l1" | "l0"``)."""
     key = str(name).lower()
-    aliases = {"inf": "linf", "li": "linf", "2": "l2", "1": "l1"}
+    aliases = {"inf": "linf", "li": "linf", "2": "l2", "1": "l1", "0": "l0"}
     key = aliases.get(key, key)
     if key not in NORMS:
         raise ValueError(f"unknown norm {name!r}; use one of {sorted(NORMS)}")
@@ -232,9 +274,12 @@ class ThreatModel:
         # float32 rounding grows with the magnitude of the inputs and, for L2/L1, with the
         # number of coordinates that are summed
         d = x[0].numel() if x.shape[0] else 1
-        factor = {"linf": 1.0, "l2": d ** 0.5, "l1": float(d)}[self.norm]
-        atol = max(tol, 4e-7 * max(1.0, abs(lo), abs(hi)) * factor)
-        dist_ok = self.strategy.distance(x_adv, x) <= self.eps * (1 + tol) + atol
+        if self.norm == "l0":  # a count: no rounding slack
+            dist_ok = self.strategy.distance(x_adv, x) <= math.floor(self.eps)
+        else:
+            factor = {"linf": 1.0, "l2": d ** 0.5, "l1": float(d)}[self.norm]
+            atol = max(tol, 4e-7 * max(1.0, abs(lo), abs(hi)) * factor)
+            dist_ok = self.strategy.distance(x_adv, x) <= self.eps * (1 + tol) + atol
         box_ok = ((x_adv >= lo - tol) & (x_adv <= hi + tol)).flatten(1).all(dim=1)
         return dist_ok & box_ok
 

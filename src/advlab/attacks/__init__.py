@@ -13,6 +13,7 @@ from advlab.attacks.eot import EOT
 from advlab.attacks.fab import FAB, FABT
 from advlab.attacks.fmn import FMN
 from advlab.attacks.illc import ILLC
+from advlab.attacks.jsma import AddOnlyJSMA
 from advlab.attacks.momentum import MIFGSM
 from advlab.attacks.pgd import BIM, FGM, FGSM, PGD
 from advlab.attacks.registry import (
@@ -27,7 +28,8 @@ from advlab.attacks.registry import (
 from advlab.attacks.square import Square
 from advlab.attacks.universal import UniversalAttack
 
-__all__ = ["Attack", "AttackResult", "PGD", "BIM", "FGSM", "FGM", "MIFGSM", "ILLC", "EOT", "APGD",
+__all__ = ["Attack", "AttackResult", "AddOnlyJSMA",
+           "PGD", "BIM", "FGSM", "FGM", "MIFGSM", "ILLC", "EOT", "APGD",
            "APGDT", "CW", "CarliniWagnerL2", "DDN", "DeepFool", "FAB", "FABT", "FMN", "Square",
            "UniversalAttack", "ATTACKS",
            "REGISTRY", "AttackEntry", "register", "get_entry", "create_attack", "attack_names",

@@ -116,6 +116,9 @@ class Attack(ABC):
 
     #: whether the attack is restricted to a norm ball (minimal-perturbation attacks are not)
     bounded: bool = True
+    #: the threat-model norms the attack takes; any other is refused with a one-line error
+    #: (the L0 budget of discrete feature attacks is not a ball the gradient attacks step in)
+    norms: tuple[str, ...] = ("linf", "l2", "l1")
 
     def settings(self) -> dict[str, Any]:
         """The constructor settings (from its signature), for JSON results: exactly what ran."""
@@ -140,6 +143,9 @@ class Attack(ABC):
     ) -> AttackResult:
         if not isinstance(threat, ThreatModel):
             raise TypeError("threat must be a ThreatModel, e.g. ThreatModel('linf', 0.3)")
+        if threat.norm not in self.norms:
+            raise ValueError(f"{type(self).__name__} does not take the {threat.norm} threat model; "
+                             f"it takes {', '.join(self.norms)}")
         self._check_settings()
         crit = as_criterion(criterion)
         check_inputs(model, x, threat.bounds)

@@ -130,6 +130,7 @@ def _register_builtin() -> None:
     from advlab.attacks.fab import FAB, FABT
     from advlab.attacks.fmn import FMN
     from advlab.attacks.illc import ILLC
+    from advlab.attacks.jsma import AddOnlyJSMA
     from advlab.attacks.momentum import MIFGSM
     from advlab.attacks.pgd import BIM, FGSM, PGD
     from advlab.attacks.square import Square
@@ -160,6 +161,9 @@ def _register_builtin() -> None:
     register("illc", ILLC, summary="iterative least-likely class")
     register("eot", EOT, summary="expectation over transformation (print-and-photograph)")
     register("universal", UniversalAttack, summary="a universal perturbation fitted on the batch")
+    # -- discrete feature attacks: add-only, L0 budget (Grosse et al. 2017)
+    register("jsma-add", AddOnlyJSMA, aliases=("add-only",),
+             summary="add-only saliency attack on binary features, L0 budget (spam, malware)")
 
 
 _register_builtin()
