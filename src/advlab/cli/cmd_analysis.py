@@ -32,7 +32,9 @@ ANALYSIS_NAMES = ("cross-section", "decision-map", "same-norm", "linear", "class
                   "panda", "photo-attacks", "class-direction",
                   "photo-cross-section", "photo-decision-map", "photo-noise", "photo-physical",
                   # the lecture's remaining claims: claims, robust_sweep, detectors
-                  "xs-and-os", "linear-vs-deep-at", "perturb-layer", "robust-class-sweep", "detectors")
+                  "xs-and-os", "linear-vs-deep-at", "perturb-layer", "robust-class-sweep", "detectors",
+                  # spam detectors, add-only evasion: spam
+                  "spam-evasion")
 
 
 @app.command("analyze")

@@ -410,6 +410,7 @@ ANALYSIS_MODULES = (
     "advlab.experiments.detectors",  # detectors and the adaptive attack that bypasses them
     "advlab.experiments.robust_sweep",  # class sweeps on an adversarially trained CNN, judged
     "advlab.experiments.claims",  # X's and O's, linear vs deep adversarial training, where to perturb
+    "advlab.experiments.spam",  # evading spam detectors by adding features only
 )
 
 

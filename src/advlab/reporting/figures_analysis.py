@@ -395,6 +395,7 @@ FIGURE_MODULES = (
     "advlab.reporting.figures_detectors",
     "advlab.reporting.figures_robust_sweep",
     "advlab.reporting.figures_claims",
+    "advlab.reporting.figures_spam",
 )
 
 
