@@ -33,8 +33,8 @@ ANALYSIS_NAMES = ("cross-section", "decision-map", "same-norm", "linear", "class
                   "photo-cross-section", "photo-decision-map", "photo-noise", "photo-physical",
                   # the lecture's remaining claims: claims, robust_sweep, detectors
                   "xs-and-os", "linear-vs-deep-at", "perturb-layer", "robust-class-sweep", "detectors",
-                  # spam detectors, add-only evasion: spam
-                  "spam-evasion")
+                  # spam detectors, add-only evasion: spam; text VAT: text
+                  "spam-evasion", "text-vat")
 
 
 @app.command("analyze")

@@ -411,6 +411,7 @@ ANALYSIS_MODULES = (
     "advlab.experiments.robust_sweep",  # class sweeps on an adversarially trained CNN, judged
     "advlab.experiments.claims",  # X's and O's, linear vs deep adversarial training, where to perturb
     "advlab.experiments.spam",  # evading spam detectors by adding features only
+    "advlab.experiments.text",  # adversarial and virtual adversarial training on word embeddings
 )
 
 

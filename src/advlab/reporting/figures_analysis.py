@@ -396,6 +396,7 @@ FIGURE_MODULES = (
     "advlab.reporting.figures_robust_sweep",
     "advlab.reporting.figures_claims",
     "advlab.reporting.figures_spam",
+    "advlab.reporting.figures_text",
 )
 
 

@@ -9,7 +9,7 @@ import importlib
 #: modules in report order: the foundation, then why adversarial examples exist,
 #: transfer and black box, the real world, evaluation, defenses (photo_* are the ImageNet sections)
 ORDER = ("basics", "photo_attacks", "analysis", "photo_maps", "transfer", "physical", "spam",
-         "evaluation", "defenses", "claims", "robust_sweep", "detectors")
+         "evaluation", "defenses", "text", "claims", "robust_sweep", "detectors")
 
 for _name in ORDER:
     importlib.import_module(f"advlab.reporting.sections.{_name}")
