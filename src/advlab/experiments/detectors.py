@@ -87,13 +87,13 @@ def run_detectors(ctx: ExperimentContext, n: int | None = None, eps: float | Non
 
     Args:
         ctx: the lecture context (the classifier is its cached ``"cnn"``).
-        n: attacked test images (default 50 quick, 300 full); twice as many training images
+        n: attacked test images (default 50 quick, 150 full); twice as many training images
             and as many clean calibration images (the 5% threshold) are drawn besides.
         eps: the max-norm budget of PGD and of the adaptive attack (default 0.3).
         rounds: rounds of retraining on the adaptive examples (default 2 quick, 3 full).
     """
     t0 = time.perf_counter()
-    n = n or (50 if ctx.quick else 300)
+    n = n or (50 if ctx.quick else 150)
     rounds = rounds or (2 if ctx.quick else 3)
     eps = float(eps or 0.3)
     steps = 10 if ctx.quick else 20
