@@ -114,7 +114,10 @@ def test_sections_render_with_and_without_the_extra(ctx, digits_train, digits_te
     html = render_report("t", secs, META)
     assert "linear pieces seen" in html and "winning classes" in html
     assert "destruction rate (ours)" in html and "mean max confidence" in html
-    assert html.count("data:image/png;base64") >= 2
+    assert html.count("data:image/png;base64") >= 4  # cross section, maps, noise, destruction
+    by_key = {sec.key: sec for sec in secs}
+    assert set(by_key["photo_noise"].figures) == {"noise"}
+    assert set(by_key["photo_physical"].figures) == {"destruction"}
 
     def missing() -> PhotoSet:
         raise PhotosUnavailable("the ImageNet sections need the imagenet extra: pip install x")

@@ -17,7 +17,8 @@ from advlab.experiments.photo_maps import (
 )
 from advlab.reporting.figures_analysis import register_figures
 
-__all__ = ["photo_cross_section_figure", "photo_decision_map_figure"]
+__all__ = ["photo_cross_section_figure", "photo_decision_map_figure", "photo_noise_figure",
+           "photo_physical_figure"]
 
 _COLORS = plt.get_cmap("tab10").colors  # type: ignore[attr-defined]
 
@@ -78,5 +79,57 @@ def photo_decision_map_figure(run: PhotoDecisionMapRun) -> Figure:
 
 register_figures(PhotoCrossSectionRun, lambda run: {"cross": photo_cross_section_figure(run)})
 register_figures(PhotoDecisionMapRun, lambda run: {"maps": photo_decision_map_figure(run)})
-register_figures(PhotoNoiseRun, lambda run: {})  # a table says it all
-register_figures(PhotoPhysicalRun, lambda run: {})
+def photo_noise_figure(run: PhotoNoiseRun) -> Figure:
+    """Share of noise images taken by the top class, and the mean max confidence, per noise size;
+    the CIFAR-10 "horse" share of the lecture (70%) as a line."""
+    rows = run.data["rows"]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10.0, 3.4))
+    for kind, color in (("gaussian", "tab:blue"), ("uniform", "tab:orange")):
+        rs = [r for r in rows if r["kind"] == kind]
+        sizes = [r["size"] for r in rs]
+        a.plot(sizes, [100 * r["top_share"] for r in rs], "o-", color=color, label=kind)
+        for r in rs:
+            if r["top"]:
+                a.annotate(r["top"][0]["class"].split(",")[0], (r["size"], 100 * r["top_share"]),
+                           fontsize=7, xytext=(3, 3), textcoords="offset points")
+        b.plot(sizes, [100 * r["mean_max_confidence"] for r in rs], "o-", color=color, label=kind)
+    a.axhline(100 * run.data["published_top_share"], color="k", ls=":", lw=1,
+              label='lecture: "horse", 70% of CIFAR-10 noise')
+    a.set_ylabel("images taken by the top class (%)")
+    b.set_ylabel("mean max softmax confidence (%)")
+    for ax in (a, b):
+        ax.set_xscale("log")
+        ax.set_xlabel("noise standard deviation (pixels in [0, 1])")
+        ax.set_ylim(0, 105)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    a.set_title(f"{run.data['n']} noise images per size: who owns noise space", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def photo_physical_figure(run: PhotoPhysicalRun) -> Figure:
+    """Destruction rates of the print-and-photograph preset, ours (n photos) beside Kurakin et al."""
+    rows = run.data["rows"]
+    eps = sorted({r["eps_255"] for r in rows}, reverse=True)
+    attacks = [r["attack"] for r in rows if r["eps_255"] == eps[0]]
+    fig, axes = plt.subplots(1, len(eps), figsize=(4.6 * len(eps), 3.4), squeeze=False)
+    xs = np.arange(len(attacks))
+    for ax, e in zip(axes[0], eps, strict=True):
+        rs = {r["attack"]: r for r in rows if r["eps_255"] == e}
+        ours = [100 * (rs[a]["rate"] if rs[a]["rate"] is not None else float("nan")) for a in attacks]
+        ax.bar(xs - 0.2, ours, 0.4, color="tab:red", label=f"ours (n = {run.data['n']} photos)")
+        ax.bar(xs + 0.2, [100 * rs[a]["published"] for a in attacks], 0.4, color="tab:gray",
+               label="Kurakin et al. 2016 (average)")
+        ax.set_xticks(xs, attacks)
+        ax.set_ylim(0, 105)
+        ax.set_ylabel("destruction rate (%)")
+        ax.set_title(f"eps = {e:g}/255", fontsize=10)
+        ax.grid(axis="y", alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+register_figures(PhotoNoiseRun, lambda run: {"noise": photo_noise_figure(run)})
+register_figures(PhotoPhysicalRun, lambda run: {"destruction": photo_physical_figure(run)})
