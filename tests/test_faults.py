@@ -84,3 +84,56 @@ def test_eval_cascade_killed_mid_run_resumes_to_the_same_verdict(tmp_path: Path,
     whole, cut = (json.loads((tmp_path / f"{n}.json").read_text()) for n in ("whole", "cut"))
     assert cut["resumed"] and not whole["resumed"]
     assert cut["robust_acc"] == whole["robust_acc"] and cut["clean_acc"] == whole["clean_acc"]
+
+
+CACHE_SCRIPT = """
+import sys
+from advlab.data import load_dataset
+from advlab.experiments import Recipe, get_or_train
+recipe = Recipe(name="faulty", model="mlp", settings={"hidden": [64]}, seed=5,
+                train={"epochs": 40, "lr": 1e-2, "batch_size": 32})
+got = get_or_train(recipe, load_dataset("digits", "train"), sys.argv[1],
+                   progress=lambda m: print(m, file=sys.stderr))
+print(got.path)
+"""
+
+
+def test_the_model_cache_killed_several_times_resumes_to_the_same_weights(tmp_path: Path,
+                                                                         cli_env: dict[str, str]) -> None:
+    """The lecture's model cache (``get_or_train``) killed at three moments in a row, then let
+    finish: the weights equal those of an uninterrupted run, tensor for tensor."""
+    script = tmp_path / "cache_run.py"
+    script.write_text(CACHE_SCRIPT)
+    whole = subprocess.run([sys.executable, str(script), str(tmp_path / "whole")], env=cli_env,
+                           capture_output=True, text=True, timeout=300, check=True)
+    entry = Path(whole.stdout.strip().splitlines()[-1])
+    cut_dir = tmp_path / "cut"
+    killed = 0
+    for delay in (0.0, 0.4, 0.9):
+        proc = subprocess.Popen([sys.executable, str(script), str(cut_dir)], env=cli_env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        states = list(cut_dir.glob("*/train_state.safetensors"))
+        ready = states[0] if states else cut_dir / entry.name / "train_state.safetensors"
+        if states:  # a resumed run rewrites its state: wait for the next write
+            before = ready.stat().st_mtime_ns
+            t0 = time.monotonic()
+            while ready.stat().st_mtime_ns == before and proc.poll() is None and time.monotonic() - t0 < 120:
+                time.sleep(0.02)
+            time.sleep(delay)
+            if proc.poll() is not None:
+                break
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=30)
+        else:
+            _kill_when(proc, ready, delay)
+        killed += 1
+        _no_partial_files(cut_dir)
+    assert killed >= 2, "the cache run finished before it could be killed twice; give it more epochs"
+    done = subprocess.run([sys.executable, str(script), str(cut_dir)], env=cli_env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "resuming faulty" in done.stderr  # it continued the killed run, not a fresh one
+    a = load_file(str(entry / "model.safetensors"))
+    b = load_file(str(Path(done.stdout.strip().splitlines()[-1]) / "model.safetensors"))
+    assert a.keys() == b.keys() and all(bool((a[k] == b[k]).all()) for k in a)
+    _no_partial_files(cut_dir)

@@ -53,7 +53,8 @@ def _fill(disk: Path) -> None:
 
 
 def _leftovers(disk: Path) -> list[str]:
-    return [p.name for p in disk.rglob("*") if p.name != "filler" and (".tmp" in p.name or p.name.startswith("."))]
+    return [p.name for p in disk.rglob("*")
+            if p.name != "filler" and (".tmp" in p.name or p.name.startswith("."))]
 
 
 def test_a_checkpoint_that_does_not_fit_is_one_line_and_leaves_nothing(run, small_disk: Path) -> None:  # type: ignore[no-untyped-def]  # noqa: F811
