@@ -139,6 +139,8 @@ CLI_ROWS: list[tuple[str, list[str], int, str]] = [
     ("unknown-attack", E + ["--attack", "nope"], 2, "nope"),
     ("option-attack-lacks", E + ["--attack", "fgsm", "--steps", "10"], 2, "steps"),
     ("unknown-norm", E + ["--norm", "l3"], 2, "l3"),
+    ("norm-attack-lacks", E + ["--attack", "pgd", "--norm", "l0", "--eps", "3"], 2, "--norm l0"),
+    ("attack-needs-l0", E + ["--attack", "jsma-add", "--eps", "3"], 2, "--norm l0"),
     ("negative-eps", E + ["--eps", "-1"], 2, "eps"),
     ("cascade-with-steps", E + ["--attacks", "standard", "--steps", "10"], 2, "--steps"),
     ("unknown-cascade", E + ["--attacks", "nope"], 2, "nope"),

@@ -41,7 +41,7 @@ def parse_settings(pairs: Sequence[str] | None) -> dict[str, Any]:
 
 
 def build_attack(name: str, options: Mapping[str, Any], *, extra: Sequence[str] | None = None,
-                 defaults: Mapping[str, Any] | None = None) -> Any:
+                 defaults: Mapping[str, Any] | None = None, norm: str | None = None) -> Any:
     """The registered attack ``name`` with the options the user gave.
 
     Args:
@@ -50,6 +50,8 @@ def build_attack(name: str, options: Mapping[str, Any], *, extra: Sequence[str] 
         extra: ``--set NAME=VALUE`` pairs.
         defaults: the command's own defaults (e.g. early stop for evaluation), applied
             only where the attack takes that setting and the user did not set it.
+        norm: the threat model's norm; one the attack does not take is a usage error here,
+            before any data or model is loaded.
 
     Raises:
         UsageError: unknown attack, or a setting the attack does not take (one line
@@ -83,4 +85,7 @@ def build_attack(name: str, options: Mapping[str, Any], *, extra: Sequence[str] 
         attack._check_settings()
     except (TypeError, ValueError) as e:
         raise UsageError(f"attack {entry.name!r}: {e}") from None
+    if norm is not None and norm not in attack.norms:
+        raise UsageError(f"--norm {norm} does not apply to attack {entry.name!r}; it takes "
+                         f"--norm {' or '.join(attack.norms)}")
     return attack

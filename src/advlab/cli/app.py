@@ -300,7 +300,7 @@ def eval_cmd(
             raise UsageError(f"{given[0]} does not apply to --attacks (each cascade stage uses its "
                              "registered settings); use --attack for a single configured attack")
     else:
-        atk = build_attack(attack, options, extra=settings, defaults={"early_stop": True})
+        atk = build_attack(attack, options, extra=settings, defaults={"early_stop": True}, norm=threat.norm)
     if out is not None:
         check_output(out, "file")
     if state is not None:
@@ -399,7 +399,7 @@ def attack_cmd(
     threat = ThreatModel(norm, eps)
     atk = build_attack(attack, {"steps": steps, "step_size": step_size, "rel_step_size": rel_step_size,
                                 "restarts": restarts, "random_init": random_init, "loss": loss},
-                       extra=settings, defaults={"early_stop": False})
+                       extra=settings, defaults={"early_stop": False}, norm=threat.norm)
     check_output(out, "dir")
     from advlab.cli._inputs import apply_inputs, input_wrapper, resolve_device
 
