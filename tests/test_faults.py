@@ -86,6 +86,53 @@ def test_eval_cascade_killed_mid_run_resumes_to_the_same_verdict(tmp_path: Path,
     assert cut["robust_acc"] == whole["robust_acc"] and cut["clean_acc"] == whole["clean_acc"]
 
 
+def _kill_at_successive_writes(cmd: list[str], state: Path, delays: list[float], cwd: Path,
+                               env: dict[str, str]) -> int:
+    """Start ``cmd`` once per delay and SIGKILL it ``delay`` s after its next write of ``state``
+    (its first, or a rewrite by the resumed run); return how many runs were killed (a run
+    that finishes first ends the series)."""
+    killed = 0
+    for delay in delays:
+        before = state.stat().st_mtime_ns if state.exists() else None
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        t0 = time.monotonic()
+        while proc.poll() is None and time.monotonic() - t0 < 120:
+            if state.exists() and state.stat().st_mtime_ns != before:
+                break
+            time.sleep(0.02)
+        time.sleep(delay)
+        if proc.poll() is not None:
+            break
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        killed += 1
+        _no_partial_files(state.parent)
+    return killed
+
+
+def test_train_killed_at_random_moments_several_times_resumes_to_the_same_weights(
+        tmp_path: Path, cli_env: dict[str, str]) -> None:
+    import random
+
+    subprocess.run(_cmd(*TRAIN, "--out", "whole"), cwd=tmp_path, env=cli_env, check=True,
+                   capture_output=True, timeout=300)
+    rng = random.Random(18)
+    delays = [rng.uniform(0.0, 0.6) for _ in range(3)]
+    first = _cmd(*TRAIN, "--out", "cut")
+    state = tmp_path / "cut" / "train_state.safetensors"
+    killed = _kill_at_successive_writes(first, state, delays[:1], tmp_path, cli_env)
+    killed += _kill_at_successive_writes(_cmd(*TRAIN, "--out", "cut", "--resume"), state, delays[1:],
+                                         tmp_path, cli_env)
+    assert killed >= 2, f"killed only {killed} times; give the run more epochs"
+    done = subprocess.run(_cmd(*TRAIN, "--out", "cut", "--resume"), cwd=tmp_path, env=cli_env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    whole = load_file(str(tmp_path / "whole" / "model.safetensors"))
+    resumed = load_file(str(tmp_path / "cut" / "model.safetensors"))
+    assert whole.keys() == resumed.keys() and all(bool((whole[k] == resumed[k]).all()) for k in whole)
+    _no_partial_files(tmp_path / "cut")
+
+
 CACHE_SCRIPT = """
 import sys
 from advlab.data import load_dataset
@@ -108,26 +155,9 @@ def test_the_model_cache_killed_several_times_resumes_to_the_same_weights(tmp_pa
                            capture_output=True, text=True, timeout=300, check=True)
     entry = Path(whole.stdout.strip().splitlines()[-1])
     cut_dir = tmp_path / "cut"
-    killed = 0
-    for delay in (0.0, 0.4, 0.9):
-        proc = subprocess.Popen([sys.executable, str(script), str(cut_dir)], env=cli_env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        states = list(cut_dir.glob("*/train_state.safetensors"))
-        ready = states[0] if states else cut_dir / entry.name / "train_state.safetensors"
-        if states:  # a resumed run rewrites its state: wait for the next write
-            before = ready.stat().st_mtime_ns
-            t0 = time.monotonic()
-            while ready.stat().st_mtime_ns == before and proc.poll() is None and time.monotonic() - t0 < 120:
-                time.sleep(0.02)
-            time.sleep(delay)
-            if proc.poll() is not None:
-                break
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(timeout=30)
-        else:
-            _kill_when(proc, ready, delay)
-        killed += 1
-        _no_partial_files(cut_dir)
+    state = cut_dir / entry.name / "train_state.safetensors"
+    killed = _kill_at_successive_writes([sys.executable, str(script), str(cut_dir)], state,
+                                        [0.0, 0.4, 0.9], tmp_path, cli_env)
     assert killed >= 2, "the cache run finished before it could be killed twice; give it more epochs"
     done = subprocess.run([sys.executable, str(script), str(cut_dir)], env=cli_env, capture_output=True,
                           text=True, timeout=300)
