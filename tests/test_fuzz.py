@@ -148,3 +148,47 @@ def test_npz_findings_are_one_line_errors(case: str, tmp_path: Path) -> None:
     with pytest.raises(DatasetError) as info:
         load_npz(path)
     assert "\n" not in str(info.value) and str(path) in str(info.value)
+
+
+def _mlp_checkpoint(meta: str) -> bytes:
+    from safetensors.torch import save as st_save
+
+    from advlab.models import create_model
+
+    net = create_model("mlp", hidden=[4], in_shape=[1, 2, 2], num_classes=3)
+    return st_save({k: v.contiguous() for k, v in net.state_dict().items()}, metadata={"advlab": meta})
+
+
+@pytest.mark.parametrize("case", ["persistent-id", "memo-index-bomb", "negative-width", "mismatched-width",
+                                  "overflowing-width"])
+def test_cifar_and_checkpoint_findings_are_one_line_errors(case: str, tmp_path: Path) -> None:
+    """Regressions the CIFAR and checkpoint harnesses found: pickle's multi-line persistent-id
+    message; a 10-byte pickle whose memo index made CPython's unpickler grow its table to
+    1.4 GB (libFuzzer: out of memory); torch's multi-line state-dict mismatch list; a
+    negative or overflowing layer width in the metadata escaping as RuntimeError or as a
+    multi-line message."""
+    import json
+    import struct
+
+    from advlab.checkpoint import CheckpointError, load_model
+    from advlab.data import DatasetError
+    from advlab.data.cifar10 import load_cifar10_batch
+
+    settings = {"in_shape": [1, 2, 2], "num_classes": 3}
+    if case in ("persistent-id", "memo-index-bomb"):
+        path = tmp_path / "data_batch_1"
+        path.write_bytes(b"P" if case == "persistent-id" else
+                         b"\x80\x04N" + b"r" + struct.pack("<I", 175_399_797) + b".")
+        with pytest.raises(DatasetError) as info:
+            load_cifar10_batch(path)
+    else:
+        hidden = {"negative-width": [-4], "mismatched-width": [3], "overflowing-width": [2**70]}[case]
+        path = tmp_path / "model.safetensors"
+        meta = json.dumps({"model": "mlp", "settings": {**settings, "hidden": hidden}})
+        path.write_bytes(_mlp_checkpoint(meta))
+        with pytest.raises(CheckpointError) as info:
+            load_model(path)
+    message = str(info.value)
+    assert "\n" not in message and str(path) in message
+    if case == "memo-index-bomb":
+        assert "memo index" in message

@@ -98,6 +98,12 @@ def read_metadata(directory: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{directory} has no advlab metadata") from None
 
 
+def _one_line(exc: BaseException, limit: int = 400) -> str:
+    """``exc``'s message on one line (torch lists state-dict mismatches one per line), shortened."""
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _weights_path(directory: str | Path) -> Path:
     p = Path(directory)
     return p if p.suffix == ".safetensors" else p / MODEL_FILE
@@ -116,8 +122,8 @@ def _build_bounded(path: Path, meta: Any, tensors: dict[str, torch.Tensor]) -> n
     try:
         with torch.device("meta"):
             shell = create_model(meta["model"], **settings)
-    except (TypeError, ValueError) as e:
-        raise CheckpointError(f"{path} names a model advlab cannot build: {e}") from None
+    except (TypeError, ValueError, RuntimeError, OverflowError) as e:  # e.g. a negative layer width
+        raise CheckpointError(f"{path} names a model advlab cannot build: {_one_line(e)}") from None
     wanted = sum(t.numel() for t in shell.state_dict().values())
     held = sum(t.numel() for t in tensors.values())
     if wanted > held:
@@ -138,7 +144,7 @@ def load_model(directory: str | Path, map_location: str | torch.device = "cpu") 
     try:
         model.load_state_dict(tensors)
     except RuntimeError as e:
-        raise CheckpointError(f"{path} does not match model {meta['model']!r}: {e}") from None
+        raise CheckpointError(f"{path} does not match model {meta['model']!r}: {_one_line(e)}") from None
     model.advlab_meta = meta  # type: ignore[assignment]
     return model.to(map_location).eval()
 
@@ -177,23 +183,32 @@ def load_train_state(
     """Restore model, optimizer and generator from ``train_state.safetensors``; return its metadata."""
     path = Path(directory) / STATE_FILE
     tensors, md = _read(path)
-    meta = json.loads(md["advlab"])
+    try:
+        meta = json.loads(md["advlab"])
+        if not isinstance(meta, dict):
+            raise TypeError(f"metadata is a {type(meta).__name__}, not an object")
+    except (KeyError, TypeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{path} has no usable advlab metadata ({_one_line(e)})") from None
     model_sd = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
     try:
         model.load_state_dict(model_sd)
     except RuntimeError as e:
-        raise CheckpointError(f"{path} does not match the model: {e}") from None
-    state: dict[int, dict[str, Any]] = {}
-    for k, v in tensors.items():
-        if k.startswith("optim."):
-            _, idx, name = k.split(".", 2)
-            state.setdefault(int(idx), {})[name] = v
-    for idx, sc in meta.pop("optimizer_scalars", {}).items():
-        state.setdefault(int(idx), {}).update(sc)
-    groups = meta.pop("optimizer_param_groups")
-    for g in groups:
-        if isinstance(g.get("betas"), list):
-            g["betas"] = tuple(g["betas"])
-    optimizer.load_state_dict({"state": state, "param_groups": groups})
-    generator.set_state(tensors["rng"])
+        raise CheckpointError(f"{path} does not match the model: {_one_line(e)}") from None
+    try:
+        state: dict[int, dict[str, Any]] = {}
+        for k, v in tensors.items():
+            if k.startswith("optim."):
+                _, idx, name = k.split(".", 2)
+                state.setdefault(int(idx), {})[name] = v
+        for idx, sc in meta.pop("optimizer_scalars", {}).items():
+            state.setdefault(int(idx), {}).update(sc)
+        groups = meta.pop("optimizer_param_groups")
+        for g in groups:
+            if isinstance(g.get("betas"), list):
+                g["betas"] = tuple(g["betas"])
+        optimizer.load_state_dict({"state": state, "param_groups": groups})
+        generator.set_state(tensors["rng"])
+    except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as e:
+        raise CheckpointError(f"{path}: the optimizer or generator state cannot be restored "
+                              f"({type(e).__name__}: {_one_line(e)})") from None
     return dict(meta)

@@ -204,8 +204,25 @@ def restricted_load(data: bytes | io.BufferedIOBase) -> Any:
     Raises:
         pickle.UnpicklingError: The pickle references a forbidden global or is malformed.
     """
-    stream = io.BytesIO(data) if isinstance(data, (bytes, bytearray)) else data
-    return RestrictedUnpickler(stream, encoding="bytes").load()
+    raw = bytes(data) if isinstance(data, (bytes, bytearray)) else data.read()
+    _check_opcodes(raw)
+    return RestrictedUnpickler(io.BytesIO(raw), encoding="bytes").load()
+
+
+#: largest memo index a pickle may name: CPython's unpickler grows its memo table to the
+#: index it is given, so ``LONG_BINPUT 175399797`` in a 5 KB file asks for 1.4 GB
+MAX_MEMO_INDEX = 1 << 16
+
+
+def _check_opcodes(raw: bytes) -> None:
+    """Refuse a pickle whose opcodes name memo slots beyond :data:`MAX_MEMO_INDEX` (read with
+    :func:`pickletools.genops`, which parses and never runs anything)."""
+    import pickletools
+
+    for op, arg, _ in pickletools.genops(raw):
+        if op.name in ("PUT", "BINPUT", "LONG_BINPUT", "GET", "BINGET", "LONG_BINGET") and (
+                isinstance(arg, int) and arg > MAX_MEMO_INDEX):
+            raise pickle.UnpicklingError(f"memo index {arg} is out of bounds (more than {MAX_MEMO_INDEX})")
 
 
 def _get(mapping: dict[Any, Any], key: str) -> Any:
@@ -236,9 +253,12 @@ def _unpickle_file(path: Path) -> dict[Any, Any]:
         KeyError,
         IndexError,
         OverflowError,
+        MemoryError,  # an array state whose shape asks for more than its bytes (numpy allocates)
+        SystemError,  # CPython's checks on a malformed buffer protocol use ("exported buffers")
     ) as exc:
+        why = " ".join(str(exc).split()) or type(exc).__name__  # pickle's messages can span lines
         raise DatasetError(
-            f"{path}: not a valid CIFAR-10 batch ({exc}); delete it and download it again"
+            f"{path}: not a valid CIFAR-10 batch ({why}); delete it and download it again"
         ) from exc
     if not isinstance(obj, dict):
         raise DatasetError(f"{path}: not a CIFAR-10 batch (a {type(obj).__name__}, not a dict)")
