@@ -172,7 +172,10 @@ def test_layer_fgsm_rejects_bad_settings() -> None:
 
 def test_the_three_sections_run_on_digits_and_render(digits_train, digits_test, tmp_path) -> None:  # type: ignore[no-untyped-def]
     ctx = LectureContext(train=digits_train, test=digits_test, quick=True, cache_dir=tmp_path)
+    torch.manual_seed(11)
+    before = torch.get_rng_state()
     secs = run_sections(ctx, ["claims_xs_and_os", "claims_linear_vs_deep_at", "claims_perturb_layer"])
+    assert torch.equal(torch.get_rng_state(), before)  # sections never read or advance the global RNG
     xo, lin, lay = secs
     assert {r["model"] for r in xo.data["rows"]} == {"deep A", "deep B", "linear"}
     assert {(r["model"], r["training"]) for r in lin.data["rows"]} == {

@@ -117,3 +117,22 @@ def test_section_runs_on_digits_and_renders(digits_train, digits_test, tmp_path)
     html = render_report("t", [sec], {"version": "0", "dataset": "digits", "mode": "quick",
                                       "seconds": 0.0, "seed": 0, "notices": [], "date": "today"})
     assert "fooled and undetected" in html and "data:image/png;base64" in html
+
+
+def test_detectors_neither_read_nor_advance_the_global_rng(setup) -> None:  # type: ignore[no-untyped-def]
+    """The same generator gives the same detectors whatever the global RNG holds, and the global
+    RNG is left as it was (a section's numbers must not depend on the sections before it)."""
+    model, xtr, ytr, adv_tr, *_ = setup
+    heads, extra = [], []
+    for global_seed in (0, 12345):
+        torch.manual_seed(global_seed)
+        before = torch.get_rng_state()
+        det = train_feature_detector(model, xtr[:64], ytr[:64], adv_tr[:64], layer="2", epochs=1,
+                                     generator=torch.Generator().manual_seed(3))
+        ext = train_extra_class_detector(model, xtr[:64], ytr[:64], adv_tr[:64], 10, epochs=1,
+                                         generator=torch.Generator().manual_seed(3))
+        assert torch.equal(torch.get_rng_state(), before)
+        heads.append([p.detach().clone() for p in det.head.parameters()])
+        extra.append([p.detach().clone() for p in ext.model.parameters()])
+    assert all(torch.equal(a, b) for a, b in zip(*heads, strict=True))
+    assert all(torch.equal(a, b) for a, b in zip(*extra, strict=True))

@@ -153,3 +153,12 @@ def test_the_section_runs_and_renders_or_says_how_to_install(digits_train, digit
     monkeypatch.setattr(tx, "load_glove", missing)
     (sec,) = run_sections(ctx, ["text_vat"])
     assert "advlab[text]" in sec.data["note"] and "advlab[text]" in render_report("t", [sec], meta)
+
+
+def test_text_vat_leaves_the_global_rng_alone() -> None:
+    c = _corpus()
+    torch.manual_seed(7)
+    before = torch.get_rng_state()
+    d = tx.text_vat(c, eps=0.5, epochs=1, seeds=(0,), few_labels=20)
+    assert torch.equal(torch.get_rng_state(), before)
+    assert [r["method"] for r in d["rows"]] == list(tx.METHODS)

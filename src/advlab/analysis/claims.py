@@ -339,12 +339,14 @@ def xs_and_os(*, eps: float = 0.6, width: int = 256, steps: int = 600, box: floa
     x, y = xs_and_os_toy(generator=generator)
     seeds = torch.randint(0, 2**31 - 1, (4,), generator=generator).tolist()
     g = [torch.Generator().manual_seed(int(s)) for s in seeds]
+    with torch.random.fork_rng(devices=[]):  # building a layer draws default weights from the
+        nets = [ToyMLP(width), ToyMLP(width), toy_linear(), toy_linear()]  # global RNG; fit_toy redraws
     models: dict[str, nn.Module] = {
-        "deep A": fit_toy(ToyMLP(width), x, y, steps=steps, generator=g[0]),
-        "deep B": fit_toy(ToyMLP(width), x, y, steps=steps, generator=g[1]),
-        "linear": fit_toy(toy_linear(), x, y, steps=steps, lr=5e-2, generator=g[2]),
+        "deep A": fit_toy(nets[0], x, y, steps=steps, generator=g[0]),
+        "deep B": fit_toy(nets[1], x, y, steps=steps, generator=g[1]),
+        "linear": fit_toy(nets[2], x, y, steps=steps, lr=5e-2, generator=g[2]),
     }
-    linear_b = fit_toy(toy_linear(), x, y, steps=steps, lr=5e-2, generator=g[3])
+    linear_b = fit_toy(nets[3], x, y, steps=steps, lr=5e-2, generator=g[3])
     agreement = {"deep A vs deep B": off_data_agreement(models["deep A"], models["deep B"], x, box=box,
                                                         resolution=resolution),
                  "linear vs linear (other seed)": off_data_agreement(models["linear"], linear_b, x,

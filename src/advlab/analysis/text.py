@@ -334,7 +334,8 @@ def text_vat(corpus: Corpus, *, eps: float = 5.0, epochs: int = 5, seeds: Sequen
     # neighbours among the more frequent words (the top 30% of the vocabulary), for readability
     allowed = corpus.freq >= corpus.freq[seen].quantile(0.7) if bool(seen.any()) else seen
     probes = [w for w in probe_words if w in corpus.vocab]
-    base_table = TextCNN(corpus.vectors, corpus.freq).normalized_table()
+    with torch.random.fork_rng(devices=[]):  # a throwaway model: leave the caller's RNG alone
+        base_table = TextCNN(corpus.vectors, corpus.freq).normalized_table()
     neighbours: dict[str, dict[str, list[str]]] = {
         "pretrained (GloVe, normalised)": {w: nearest_words(base_table, corpus.vocab, w, allowed=allowed)
                                            for w in probes}}

@@ -62,7 +62,7 @@ class FeatureDetector(Detector):
     """
 
     def __init__(self, classifier: nn.Module, layer: str, feature_shape: tuple[int, ...],
-                 hidden: int = 64) -> None:
+                 hidden: int = 64, seed: int = 0) -> None:
         super().__init__()
         modules = dict(classifier.named_modules())
         if layer not in modules:
@@ -72,7 +72,9 @@ class FeatureDetector(Detector):
         d = 1
         for s in feature_shape:
             d *= int(s)
-        self.head = nn.Sequential(nn.Flatten(), nn.Linear(d, hidden), nn.ReLU(), nn.Linear(hidden, 1))
+        with torch.random.fork_rng(devices=[]):  # the head's initial weights: from ``seed``,
+            torch.manual_seed(seed)  # never from (or advancing) the caller's global RNG
+            self.head = nn.Sequential(nn.Flatten(), nn.Linear(d, hidden), nn.ReLU(), nn.Linear(hidden, 1))
         self._module = modules[layer]
 
     def features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -87,8 +89,9 @@ class FeatureDetector(Detector):
 
     @classmethod
     def for_layer(cls, classifier: nn.Module, layer: str, example: torch.Tensor,
-                  hidden: int = 64) -> FeatureDetector:
-        """A detector on ``layer``, its feature size taken from one forward pass of ``example``."""
+                  hidden: int = 64, generator: torch.Generator | None = None) -> FeatureDetector:
+        """A detector on ``layer``, its feature size taken from one forward pass of ``example``;
+        the head's initial weights are seeded by one draw from ``generator`` (seed 0 without)."""
         modules = dict(classifier.named_modules())
         if layer not in modules:
             raise ValueError(f"no layer {layer!r} in the classifier; use one of {list(modules)[1:]}")
@@ -97,7 +100,9 @@ class FeatureDetector(Detector):
         with torch.no_grad():
             classifier(example[:1])
         h.remove()
-        return cls(classifier, layer, tuple(seen[0].shape[1:]), hidden)
+        seed = (int(torch.randint(0, 2**31 - 1, (1,), generator=generator, device=generator.device))
+                if generator is not None else 0)
+        return cls(classifier, layer, tuple(seen[0].shape[1:]), hidden, seed)
 
     def both(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Class logits and detector logit from one forward pass."""
@@ -138,7 +143,8 @@ class ExtraClassDetector(Detector):
                     parent, name, last = mod, n, child
         if last is None or parent is None or last.out_features != num_classes:
             raise ValueError("the classifier needs a final nn.Linear with num_classes outputs")
-        new = nn.Linear(last.in_features, num_classes + 1).to(last.weight.device)
+        with torch.random.fork_rng(devices=[]):  # every weight is overwritten below; do not
+            new = nn.Linear(last.in_features, num_classes + 1).to(last.weight.device)  # draw globally
         with torch.no_grad():
             new.weight[:num_classes] = last.weight
             new.bias[:num_classes] = last.bias
@@ -214,7 +220,8 @@ def train_feature_detector(classifier: nn.Module, clean: torch.Tensor, labels: t
                            adv: torch.Tensor, layer: str, *, hidden: int = 64, epochs: int = 5,
                            lr: float = 1e-3, generator: torch.Generator | None = None) -> FeatureDetector:
     """Metzen et al. (2017): a new head on ``layer`` of ``classifier``, trained on clean vs ``adv``."""
-    det = FeatureDetector.for_layer(classifier.eval(), layer, clean, hidden).to(clean.device)
+    det = FeatureDetector.for_layer(classifier.eval(), layer, clean, hidden, generator=generator)
+    det = det.to(clean.device)
     fit_detector(det, clean, labels, adv, epochs=epochs, lr=lr, generator=generator)
     return det
 
