@@ -255,3 +255,23 @@ def test_device_trains_there_and_hands_back_a_cpu_model(digits_train: ImageDatas
     assert got.path.name == ref.path.name  # the device is not part of the cache key
     assert next(got.model.parameters()).device.type == "cpu"
 
+
+
+def test_building_models_whose_weights_are_replaced_leaves_the_global_rng_alone(tmp_path: Path):
+    """Loading a checkpoint, wrapping a fitted linear scikit-learn model and fitting the
+    model-based regressor build layers whose default weights are then replaced: none of them
+    may read or advance the global RNG (a later section's numbers would depend on it)."""
+    import numpy as np
+
+    from advlab.analysis.model_based import fit_regressor
+    from advlab.checkpoint import load_model, save_model
+    from advlab.models.sklearn import LinearModule
+
+    save_model(tmp_path / "m", create_model("mlp", hidden=[8], in_shape=[1, 2, 2], num_classes=3))
+    x, y = torch.rand(8, 2), torch.rand(8)
+    torch.manual_seed(5)
+    before = torch.get_rng_state()
+    load_model(tmp_path / "m")
+    LinearModule(np.ones((3, 4)), np.zeros(3), (1, 2, 2))
+    fit_regressor(x, y, hidden=(4,), epochs=2, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(torch.get_rng_state(), before)

@@ -129,7 +129,8 @@ def _build_bounded(path: Path, meta: Any, tensors: dict[str, torch.Tensor]) -> n
     if wanted > held:
         raise CheckpointError(f"{path} does not match model {meta['model']!r}: its metadata describes "
                               f"{wanted:,} values but the file holds {held:,}; refusing to build it")
-    return create_model(meta["model"], **settings)
+    with torch.random.fork_rng(devices=[]):  # the initial weights are overwritten by the file's:
+        return create_model(meta["model"], **settings)  # drawing them must not move the caller's RNG
 
 
 def load_model(directory: str | Path, map_location: str | torch.device = "cpu") -> nn.Module:

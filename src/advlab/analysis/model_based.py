@@ -51,10 +51,11 @@ def fit_regressor(x: torch.Tensor, y: torch.Tensor, *, hidden: Sequence[int] = (
     check_generator(generator)
     layers: list[nn.Module] = []
     width = x.shape[1]
-    for h in hidden:
-        layers += [nn.Linear(width, int(h)), nn.ReLU()]
-        width = int(h)
-    layers.append(nn.Linear(width, 1))
+    with torch.random.fork_rng(devices=[]):  # layers draw default weights; _init redraws them
+        for h in hidden:
+            layers += [nn.Linear(width, int(h)), nn.ReLU()]
+            width = int(h)
+        layers.append(nn.Linear(width, 1))
     net = nn.Sequential(*layers).to(x.dtype)
     _init(net, generator)
     opt = torch.optim.Adam(net.parameters(), lr=lr)

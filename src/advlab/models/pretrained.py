@@ -70,7 +70,8 @@ def efficientnet_lite0() -> nn.Module:
     state = _lite0_weights()
     from efficientnet_lite_pytorch import EfficientNet
 
-    net = EfficientNet.from_name("efficientnet-lite0")
+    with torch.random.fork_rng(devices=[]):  # random initial weights, replaced by the pretrained ones
+        net = EfficientNet.from_name("efficientnet-lite0")
     net.load_state_dict(state, strict=True)
     model = nn.Sequential(Normalize(mean=127 / 255, std=128 / 255, channels=3), net)
     return model.eval()

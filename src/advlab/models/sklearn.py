@@ -215,7 +215,8 @@ class LinearModule(nn.Module):
             w = torch.cat([-w / 2, w / 2])
             b = torch.cat([-b / 2, b / 2])
         self.in_shape = tuple(in_shape)
-        self.linear = nn.Linear(w.shape[1], w.shape[0])
+        with torch.random.fork_rng(devices=[]):  # overwritten below: leave the global RNG alone
+            self.linear = nn.Linear(w.shape[1], w.shape[0])
         with torch.no_grad():
             self.linear.weight.copy_(w)
             self.linear.bias.copy_(b)
