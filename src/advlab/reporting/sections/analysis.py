@@ -42,6 +42,16 @@ def analysis_section(name: str, ctx: LectureContext, **params: Any) -> Section:
     return Section(key, "", data=result.data, figures=figures)
 
 
+def optional_analysis_section(name: str, key: str, ctx: LectureContext,
+                              missing: type[Exception]) -> Section:
+    """:func:`analysis_section`, or section ``key`` holding the one-line note of ``missing``
+    (optional data or an extra not installed) so the report still renders."""
+    try:
+        return analysis_section(name, ctx)
+    except missing as e:
+        return Section(key, "", data={"note": str(e)})
+
+
 #: report heading of each analysis section, in report order (``advlab analyze`` name -> title)
 TITLES: dict[str, str] = {
     "cross-section": "Why adversarial examples exist: linear pieces along a 1-D cross section",

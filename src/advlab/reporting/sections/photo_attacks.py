@@ -8,17 +8,14 @@ from __future__ import annotations
 from advlab.experiments import PhotosUnavailable
 from advlab.reporting.html import Section
 from advlab.reporting.registry import LectureContext, section
-from advlab.reporting.sections.analysis import analysis_section
+from advlab.reporting.sections.analysis import optional_analysis_section
 
 __all__ = ["photo_section", "photo_panda_section", "photo_attacks_section", "photo_class_direction_section"]
 
 
 def photo_section(name: str, key: str, ctx: LectureContext) -> Section:
     """The analysis ``name`` as section ``key``, or the one-line note when photos are missing."""
-    try:
-        return analysis_section(name, ctx)
-    except PhotosUnavailable as e:
-        return Section(key, "", data={"note": str(e)})
+    return optional_analysis_section(name, key, ctx, PhotosUnavailable)
 
 
 @section("photo_panda", "The panda, for real: an ImageNet photo below one 8-bit level")

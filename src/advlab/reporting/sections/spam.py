@@ -11,7 +11,7 @@ import advlab.reporting.figures_spam  # noqa: F401 - registers its figures
 from advlab.analysis.spam import SpamDataUnavailable
 from advlab.reporting.html import Section
 from advlab.reporting.registry import LectureContext, section
-from advlab.reporting.sections.analysis import analysis_section
+from advlab.reporting.sections.analysis import optional_analysis_section
 
 __all__ = ["spam_evasion_section"]
 
@@ -19,7 +19,4 @@ __all__ = ["spam_evasion_section"]
 @section("spam_evasion", "Spam filters, fooled by adding words: the add-only attack on binary features")
 def spam_evasion_section(ctx: LectureContext) -> Section:
     """``advlab analyze spam-evasion`` as a section, or the note on how to install the corpora."""
-    try:
-        return analysis_section("spam-evasion", ctx)
-    except SpamDataUnavailable as e:
-        return Section("spam_evasion", "", data={"note": str(e)})
+    return optional_analysis_section("spam-evasion", "spam_evasion", ctx, SpamDataUnavailable)
