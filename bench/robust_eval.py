@@ -19,6 +19,9 @@ Example (2 shared CPU cores: run it under the heavy-job lock)::
     flock "${TMPDIR:-/tmp}/advlab-heavy.lock" nice -n 10 .venv/bin/python bench/robust_eval.py \\
         --n 200 --n-cw 100 --out bench/results/robust_eval.json
 
+``--suite`` runs the model suite of ``bench/robust_suite.py`` instead (six MNIST models;
+pyautoattack standard vs advlab ``autoattack``, ``standard`` and ``auto``; its own options).
+
 Models are trained once and cached under ``--cache-dir``: the undefended CNN of
 ``bench/attack_speed.py`` (2 epochs of Adam) and an FGSM-RS CNN (Wong et al. 2020:
 FGSM from a random start, step 1.25 eps, eps 0.3; ``--at-epochs`` epochs of Adam on
@@ -278,6 +281,12 @@ def run_cw(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if "--suite" in argv:  # the model suite for evaluators: bench/robust_suite.py
+        import robust_suite  # bench/ is on sys.path
+
+        robust_suite.main(argv)
+        return
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
