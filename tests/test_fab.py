@@ -294,6 +294,27 @@ def test_fab_t_attacks_later_targets_only_on_unbroken_samples():
         assert bool(((r.distance / expected - 1).abs() <= 0.02).all()), r.distance
 
 
+def test_fab_t_goes_on_to_the_next_target_while_the_best_lies_outside_eps():
+    # AutoAttack's FAB-T: the first target's boundary (x_0 = 0.75) is 0.3 away, outside
+    # eps 0.2; the second's (x_1 = 0.875) is 0.175 away, inside. Stopping at the first
+    # adversarial found would leave the sample robust at eps 0.2.
+    lin = nn.Linear(2, 3)
+    with torch.no_grad():
+        lin.weight.copy_(torch.tensor([[0.0, 0.0], [2.0, 0.0], [0.0, 4.0]]))
+        lin.bias.copy_(torch.tensor([0.0, -1.5, -3.5]))
+    x = torch.tensor([[0.45, 0.7]])  # clean logits: f1 = -0.6 > f2 = -0.7, so target 1 first
+    y = torch.zeros(1, dtype=torch.long)
+    steps = 20
+    for norm in NORMS:
+        r = FABT(steps=steps, n_target_classes=2)(lin.eval(), x, y, threat=ThreatModel(norm, 0.2))
+        assert bool(r.success.all()) and r.info["target"].tolist() == [2]
+        assert r.passes.tolist() == [2 * steps]
+        assert abs(float(r.distance[0]) / 0.175 - 1) <= 0.02, r.distance
+        # with eps above the first target's distance the second target is never tried
+        r = FABT(steps=steps, n_target_classes=2)(lin.eval(), x, y, threat=ThreatModel(norm, 0.4))
+        assert r.info["target"].tolist() == [1] and r.passes.tolist() == [steps]
+
+
 # ----------------------------------------------------------------------------- settings
 
 

@@ -387,7 +387,10 @@ class FABT(FAB):
 
     With an untargeted criterion, targeted FAB runs towards each of the
     ``n_target_classes`` classes with the highest clean logits other than the
-    label, in that order, each time only on the samples not broken yet; each
+    label, in that order, each time only on the samples not broken yet within
+    ``threat.eps`` (as in AutoAttack: a sample whose smallest adversarial so far is
+    larger than ``eps`` goes on to the next target, and the smallest over all
+    targets is kept); each
     run linearises ``f_t - f_y`` (one backward pass per step) and counts any
     misclassification as success. With a targeted criterion it is plain
     targeted FAB towards the given target (against the strongest competitor).
@@ -435,13 +438,17 @@ class FABT(FAB):
         k = min(self.n_target_classes, logits0.shape[1] - 1)
         top = logits0.scatter(1, y[:, None], float("-inf")).topk(k, dim=1).indices
         target = torch.full_like(y, -1)
+        eps = float(threat.eps)
         for i in range(k):
-            todo = torch.isinf(best.norm).nonzero().squeeze(1)
+            # AutoAttack's rule: a later target runs where the smallest perturbation found
+            # so far lies outside the threat model's ball (not only where none was found)
+            todo = (best.norm > eps).nonzero().squeeze(1)
             if todo.numel() == 0:
                 break
             goal = _Goal(criterion[todo], target=top[todo, i], ref=y[todo])
+            before = best.norm[todo].clone()
             self._attack(model, x, todo, goal, threat, generator, best)
-            hit = todo[torch.isfinite(best.norm[todo])]
+            hit = todo[best.norm[todo] < before]  # this target gave the smallest so far
             target[hit] = top[hit, i]
         result = self._finish(model, x, criterion, threat, best, logits0)
         result.info["target"] = torch.where(result.success, target, torch.full_like(target, -1))
