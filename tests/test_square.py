@@ -94,3 +94,38 @@ def test_bad_settings():
         with pytest.raises(ValueError):
             atk(model, torch.rand(2, 1, 4, 4), torch.zeros(2, dtype=torch.long),
                 threat=ThreatModel("linf", 0.1))
+
+
+def test_l2_patterns_are_unit_centre_surround() -> None:
+    from advlab.attacks.square import meta_pseudo_gaussian, pseudo_gaussian
+
+    eta = pseudo_gaussian(5, 5)
+    assert float(eta.norm()) == pytest.approx(1.0)
+    assert float(eta[2, 2]) == float(eta.max())  # the centre is the peak
+    assert torch.equal(eta, eta.flip(0)) and torch.equal(eta, eta.t())
+    rings = [float(eta[2, 2]), float(eta[1, 2]), float(eta[0, 2])]  # 1+1/4+1/9, 1/4+1/9, 1/9
+    assert rings[0] / rings[2] == pytest.approx((1 + 1 / 4 + 1 / 9) / (1 / 9))
+    assert rings[1] / rings[2] == pytest.approx((1 / 4 + 1 / 9) / (1 / 9))
+    meta = meta_pseudo_gaussian(5, transpose=False)
+    assert float(meta.norm()) == pytest.approx(1.0)
+    assert bool((meta[:2] > 0).all()) and bool((meta[2:] < 0).all())  # two lobes, opposite signs
+    assert torch.equal(meta_pseudo_gaussian(5, transpose=True), meta.t())
+
+
+def test_l2_square_stays_in_the_ball_and_box_and_spends_its_budget() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 3)).eval()
+    x = torch.rand(6, 1, 8, 8)
+    y = model(x).argmax(1)
+    threat = ThreatModel("l2", 0.5)
+    g = torch.Generator().manual_seed(0)
+    r = Square(queries=200, early_stop=False)(model, x, y, threat=threat, generator=g)
+    d = (r.x_adv - x).flatten(1).norm(dim=1)
+    assert bool((d <= 0.5 + 1e-5).all())
+    assert bool((r.x_adv >= 0).all() and (r.x_adv <= 1).all())
+    # the L2 scheme keeps the norm at eps before clipping: far from the box faces, it is used
+    xm = torch.full((4, 1, 8, 8), 0.5)
+    ym = model(xm).argmax(1)
+    r = Square(queries=50, early_stop=False)(model, xm, ym, threat=threat, generator=g)
+    dm = (r.x_adv - xm).flatten(1).norm(dim=1)
+    assert bool((dm > 0.5 * 0.99).all()), dm

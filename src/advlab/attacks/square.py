@@ -11,7 +11,7 @@ from advlab.attacks.base import Attack, AttackResult, require_int, store_setting
 from advlab.criteria import Criterion
 from advlab.threat import ThreatModel
 
-__all__ = ["Square", "square_fraction"]
+__all__ = ["Square", "meta_pseudo_gaussian", "pseudo_gaussian", "square_fraction"]
 
 
 def _dev(generator: torch.Generator | None) -> torch.device | None:
@@ -29,6 +29,37 @@ def square_fraction(p_init: float, it: int, queries: int) -> float:
     return p_init / 512
 
 
+def pseudo_gaussian(h: int, w: int, *, device: torch.device | None = None,
+                    dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """The paper's centre-surround pattern on an ``h x w`` window, unit L2 norm.
+
+    A pixel at Chebyshev ring ``d`` from the centre gets ``sum_{j=d+1}^{n+1} 1/j^2``
+    with ``n = max(h, w) // 2`` (Andriushchenko et al. 2020, Sec. 3.2): large in the
+    middle, falling off towards the border.
+    """
+    n = max(h, w) // 2
+    r = (torch.arange(h, device=device, dtype=dtype) - (h - 1) / 2).abs()
+    q = (torch.arange(w, device=device, dtype=dtype) - (w - 1) / 2).abs()
+    ring = torch.maximum(r[:, None], q[None, :]).floor().long()
+    tail = torch.cumsum(1.0 / torch.arange(n + 1, 0, -1, device=device, dtype=dtype) ** 2, 0)
+    tail = tail.flip(0)  # tail[d] = sum_{j=d+1}^{n+1} 1/j^2
+    eta = tail[ring.clamp(max=n)]
+    return eta / eta.norm()
+
+
+def meta_pseudo_gaussian(s: int, transpose: bool, *, device: torch.device | None = None,
+                         dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """The L2 update's pattern: two halves of opposite sign, each a :func:`pseudo_gaussian`."""
+    top = s // 2
+    if top == 0:
+        eta = pseudo_gaussian(s, s, device=device, dtype=dtype)
+    else:
+        eta = torch.cat([pseudo_gaussian(top, s, device=device, dtype=dtype),
+                         -pseudo_gaussian(s - top, s, device=device, dtype=dtype)])
+    eta = eta.t() if transpose else eta
+    return eta / eta.norm()
+
+
 class Square(Attack):
     """Square attack (Andriushchenko et al. 2020): random search over square-shaped updates.
 
@@ -39,11 +70,14 @@ class Square(Attack):
     Under ``linf`` this is the paper's algorithm: vertical stripes of ``+-eps`` as
     the start, then per query a square window of side ``s`` (shrinking with the
     schedule of :func:`square_fraction`) is set to ``+-eps`` per channel, and the
-    candidate is kept if it lowers the margin loss. Under ``l2`` and ``l1`` this
-    version (not the paper's L2 scheme) adds a random-sign square of the same
-    norm as a random-start perturbation scaled by ``sqrt(p)`` to the current
-    perturbation and projects back onto the ball and box; it is weaker than the
-    paper's L2 attack.
+    candidate is kept if it lowers the margin loss. Under ``l2`` it is the paper's
+    L2 scheme (Alg. 3): the start is a grid of centre-surround squares with random
+    signs scaled to norm ``eps``; each query moves the perturbation's mass in a
+    second random window ``W2`` into a window ``W1`` (old direction in ``W1`` plus a
+    new two-lobed centre-surround pattern of random sign), together with a share
+    of the unused budget, so the norm stays at ``eps`` before clipping to the box.
+    Under ``l1`` (not in the paper) it adds a random-sign square scaled by
+    ``sqrt(p)`` to the current perturbation and projects back onto the ball and box.
 
     Args:
         queries: model queries per sample (the paper and AutoAttack use 5,000).
@@ -110,6 +144,7 @@ class Square(Attack):
         lo, hi = threat.bounds
         norm = threat.strategy
         linf = threat.norm == "linf"
+        l2 = threat.norm == "l2"
         _, c, h, w = x4.shape
         dims = (c, h, w)
 
@@ -123,9 +158,20 @@ class Square(Attack):
 
         x0 = x4[idx]
         m = len(idx)
-        # start: vertical stripes of +-eps (Linf) or a random point on the sphere
+        # start: vertical stripes of +-eps (Linf), a grid of centre-surround squares (L2),
+        # or a random point on the sphere (L1)
         if linf:
             start = project(x0 + eps * self._rand_sign((m, c, 1, w), generator, x0), x0)
+        elif l2:
+            d = torch.zeros((m, *dims), device=x0.device, dtype=x0.dtype)
+            bh, bw = max(h // 5, 1), max(w // 5, 1)
+            eta = pseudo_gaussian(bh, bw, device=x0.device, dtype=x0.dtype)
+            for r0 in range((h - bh * (h // bh)) // 2, h - bh + 1, bh):
+                for c0 in range((w - bw * (w // bw)) // 2, w - bw + 1, bw):
+                    d[:, :, r0:r0 + bh, c0:c0 + bw] = eta * self._rand_sign((m, c, 1, 1),
+                                                                           generator, x0)
+            d = d / (d.flatten(1).norm(dim=1) + 1e-12).reshape(-1, 1, 1, 1) * eps
+            start = project(x0 + d, x0)
         else:
             d = norm.random_init((m, *dims), eps, generator=generator, device=x0.device,
                                  dtype=x0.dtype)
@@ -163,6 +209,8 @@ class Square(Attack):
                                          xa0[:, :, ch:ch + s, cw:cw + s] + new, window)
                 cand[:, :, ch:ch + s, cw:cw + s] = window
                 cand = project(cand, xa0)
+            elif l2:
+                cand = project(self._l2_candidate(xc, xa0, it, h, w, c, eps, generator), xa0)
             else:
                 upd = torch.zeros_like(xc)
                 upd[:, :, ch:ch + s, cw:cw + s] = self._rand_sign((k, c, 1, 1), generator, xc)
@@ -179,6 +227,36 @@ class Square(Attack):
                          out_x, out_logits, out_succ, out_margin)
             if self.early_stop:
                 active = active[~(better & succ)]
+
+    def _l2_candidate(self, xc: torch.Tensor, x0: torch.Tensor, it: int, h: int, w: int, c: int,
+                      eps: float, generator: torch.Generator | None) -> torch.Tensor:
+        """One query of the paper's L2 scheme (Alg. 3) for the current points ``xc``."""
+        p = square_fraction(self.p_init, it, self.queries)
+        s = max(int(round(math.sqrt(p * h * w))), 3)
+        s = min(s + (s % 2 == 0), h, w)  # odd, at most the image
+
+        def pos(limit: int) -> int:
+            return int(torch.randint(0, limit - s + 1, (1,), generator=generator,
+                                     device=_dev(generator)))
+
+        r1, c1, r2, c2 = pos(h), pos(w), pos(h), pos(w)
+        transpose = bool(torch.randint(0, 2, (1,), generator=generator, device=_dev(generator)))
+        k = xc.shape[0]
+        nu = xc - x0
+        unused2 = (eps ** 2 - nu.flatten(1).pow(2).sum(1)).clamp_min(0)  # (k,)
+        union = torch.zeros((h, w), dtype=torch.bool, device=xc.device)
+        union[r1:r1 + s, c1:c1 + s] = True
+        union[r2:r2 + s, c2:c2 + s] = True
+        avail2 = (nu * union).pow(2).sum((2, 3)) + (unused2 / c)[:, None]  # (k, c)
+        w1 = nu[:, :, r1:r1 + s, c1:c1 + s]
+        w1 = w1 / (w1.pow(2).sum((2, 3), keepdim=True).sqrt() + 1e-12)
+        eta = meta_pseudo_gaussian(s, transpose, device=xc.device, dtype=xc.dtype)
+        temp = self._rand_sign((k, c, 1, 1), generator, xc) * eta + w1
+        temp = temp / (temp.pow(2).sum((2, 3), keepdim=True).sqrt() + 1e-12)
+        new = nu.clone()
+        new[:, :, r2:r2 + s, c2:c2 + s] = 0
+        new[:, :, r1:r1 + s, c1:c1 + s] = temp * avail2.sqrt()[:, :, None, None]
+        return x0 + new
 
     @staticmethod
     def _update(ii: torch.Tensor, xc: torch.Tensor, logits: torch.Tensor, succ: torch.Tensor,
