@@ -61,10 +61,12 @@ def test_auto_needs_square_and_escalates(masked) -> None:  # type: ignore[no-unt
         assert bool((res.robust_correct <= res.clean_correct).all())
         assert res.stages[-1].robust_acc == pytest.approx(res.robust_acc)
         if not checks:
-            assert [s.name for s in res.stages] == ["apgd-ce", "apgd-t3", "square1k", "square"]
+            assert [s.name for s in res.stages] == ["apgd-ce", "apgd-t3", "square"]
             assert "black_box_beats_white_box" not in codes  # checks are off
+        else:  # masked gradients: the targeted white-box stage is skipped
+            assert [s.name for s in res.stages] == ["apgd-ce", "square"]
     d = res.to_dict()
-    assert d["plan"] and "probe" in d["plan"][1]
+    assert d["plan"] and "band" in d["plan"][1]
 
 
 def test_auto_on_an_honest_model_skips_the_black_box(trained_softmax: nn.Module, digits_test) -> None:  # type: ignore[no-untyped-def]
@@ -77,7 +79,11 @@ def test_auto_on_an_honest_model_skips_the_black_box(trained_softmax: nn.Module,
     std = cascade(trained_softmax, x, y, "standard", threat, seed=0, batch_size=50)
     first = cascade(trained_softmax, x, y, ["apgd-ce"], threat, seed=0, batch_size=50)
     assert "auto_escalated" not in [w.code for w in auto.warnings]
-    assert [s.name for s in auto.stages] == ["apgd-ce", "apgd-t3", "square1k"]
+    assert [s.name for s in auto.stages] == ["apgd-ce", "apgd-t3", "square"]
+    # Square ran on one margin band (it broke nothing there), not on every robust point
+    left = round(auto.stages[1].robust_acc * len(y))
+    assert auto.stages[2].attacked == min(left, max(20, -(-left // 10)))
+    assert auto.stages[2].broken == 0
     assert auto.robust_acc <= first.robust_acc
     assert auto.robust_acc <= std.robust_acc + 2 / len(y)
     assert auto.stages[2].attacked < std.stages[2].attacked or std.stages[2].attacked == 0
@@ -88,7 +94,7 @@ def test_auto_resumes_from_its_state_files(masked, tmp_path: Path) -> None:  # t
     model, x, y, threat = masked
     state = tmp_path / "run.state"
     one = auto_cascade(model, x, y, threat, seed=1, state_path=state, checks=False)
-    assert state.is_file() and Path(f"{state}.probe").is_file()
+    assert state.is_file() and Path(f"{state}.t3-0").is_file()
     two = auto_cascade(model, x, y, threat, seed=1, state_path=state, checks=False)
     assert two.resumed and not one.resumed
     assert torch.equal(one.robust_correct, two.robust_correct)
@@ -99,5 +105,45 @@ def test_plain_cascade_refuses_auto(masked) -> None:  # type: ignore[no-untyped-
     model, x, y, threat = masked
     with pytest.raises(ValueError, match="run_cascade"):
         cascade(model, x, y, "auto", threat)
-    with pytest.raises(ValueError, match="probe_fraction"):
-        auto_cascade(model, x, y, threat, probe_fraction=0)
+    with pytest.raises(ValueError, match="band_fraction"):
+        auto_cascade(model, x, y, threat, band_fraction=0)
+    with pytest.raises(ValueError, match="min_band"):
+        auto_cascade(model, x, y, threat, min_band=0)
+
+
+def test_cascade_keeps_each_points_smallest_margin(trained_softmax: nn.Module, digits_test) -> None:  # type: ignore[no-untyped-def]
+    x, y = digits_test.tensors()
+    x, y = x[:80], y[:80]
+    res = cascade(trained_softmax, x, y, ["fgsm", "apgd-ce"], ThreatModel("linf", 0.03), seed=0)
+    m = res.margin
+    assert m is not None and m.shape == (80,)
+    assert bool(torch.isinf(m[~res.clean_correct]).all())  # never attacked
+    assert bool((m[res.robust_correct] > 0).all())  # still classified correctly
+    broken = res.clean_correct & ~res.robust_correct
+    assert broken.any() and bool((m[broken] <= 0).all())
+    # the margin of a robust point is at most its clean margin (the stages only lower it)
+    with torch.no_grad():
+        lg = trained_softmax(x)
+    clean = lg.gather(1, y[:, None]).squeeze(1) - lg.scatter(1, y[:, None], -1e9).max(1).values
+    r = res.robust_correct
+    assert bool((m[r] <= clean[r] + 1e-5).all())
+
+
+def test_auto_attacks_the_smallest_margins_first(trained_softmax: nn.Module, digits_test) -> None:  # type: ignore[no-untyped-def]
+    x, y = digits_test.tensors()
+    x, y = x[:120], y[:120]
+    threat = ThreatModel("linf", 0.03)
+    first = cascade(trained_softmax, x, y, ["apgd-ce"], threat, seed=0, batch_size=50)
+    auto = auto_cascade(trained_softmax, x, y, threat, seed=0, batch_size=50, min_band=5,
+                        band_fraction=0.1)
+    assert torch.equal(auto.margin.isfinite(), first.margin.isfinite())
+    # the first targeted band holds the lowest APGD-CE margins among the robust points
+    rob = first.robust_correct.nonzero().squeeze(1)
+    size = max(5, -(-int(rob.numel()) // 10))
+    assert auto.stages[1].attacked >= size and "band" in auto.plan[1]
+    # every point the targeted stage broke lies among the lowest-margin points it attacked
+    attacked = set(rob[first.margin[rob].argsort(stable=True)[:auto.stages[1].attacked]].tolist())
+    by_t3 = set((auto.broken_by == 1).nonzero().squeeze(1).tolist())
+    assert by_t3 <= attacked
+    assert auto.stages[1].attacked < rob.numel()  # and not every robust point
+    assert auto.robust_acc <= first.robust_acc

@@ -61,10 +61,10 @@ PRESETS: dict[str, list[str]] = {
     "fast": ["fgsm", "apgd-ce", "apgd-t3"],
     # AutoAttack's standard ensemble: APGD-CE, APGD-T (9 targets), FAB-T (9 targets), Square (5000)
     "autoattack": ["apgd-ce", "apgd-t", "fab-t", "square"],
-    # adaptive (advlab.evaluation.auto): these stages at most; APGD-CE and APGD-T3 on every
-    # point, Square 1k on a sample of the robust ones, Square 5k on all of them only if a
-    # check fires or the probe breaks something
-    "auto": ["apgd-ce", "apgd-t3", "square1k", "square"],
+    # adaptive (advlab.evaluation.auto): these stages at most; APGD-CE on every point,
+    # APGD-T3 and then Square (5000) on margin bands of the robust points, smallest margins
+    # first, band after band while they break points; Square on all if a check fires
+    "auto": ["apgd-ce", "apgd-t3", "square"],
 }
 
 
@@ -136,6 +136,9 @@ class CascadeResult:
     robust_correct: torch.Tensor = field(repr=False)
     broken_by: torch.Tensor = field(repr=False)
     x_adv: torch.Tensor | None = field(repr=False, default=None)
+    #: per point, the smallest logit margin (true class minus best other) at any stage's
+    #: returned input inside the threat model (``inf``: never attacked); ``auto`` ranks by it
+    margin: torch.Tensor | None = field(repr=False, default=None)
     plan: list[str] = field(default_factory=list)  #: what ``auto`` decided to run, in words
 
     def to_dict(self, per_sample: bool = False) -> dict[str, Any]:
@@ -194,6 +197,9 @@ class _State:
         self.robust = torch.zeros(n, dtype=torch.bool)
         self.broken_by = torch.full((n,), -1, dtype=torch.long)
         self.x_adv = x.detach().cpu().clone()
+        # smallest logit margin (true class minus the best other) any stage reached at the
+        # point it returned; inf where no stage attacked the point. ``auto`` ranks by it.
+        self.margin = torch.full((n,), math.inf)
         self.todo: dict[int, torch.Tensor] = {}
         self.logs = [StageLog(name, a.settings()) for name, a in stages]
         self.clean_done = False
@@ -209,7 +215,7 @@ class _State:
 
         tensors = {"clean_correct": self.clean_correct.to(torch.uint8),
                    "robust": self.robust.to(torch.uint8), "broken_by": self.broken_by,
-                   "x_adv": self.x_adv.contiguous()}
+                   "x_adv": self.x_adv.contiguous(), "margin": self.margin.contiguous()}
         for s, t in self.todo.items():
             tensors[f"todo_{s}"] = t.contiguous()
         meta = {"fingerprint": fingerprint, "clean_done": json.dumps(self.clean_done),
@@ -238,6 +244,8 @@ class _State:
         self.robust = tensors["robust"].bool()
         self.broken_by = tensors["broken_by"]
         self.x_adv = tensors["x_adv"]
+        if "margin" in tensors:  # state files written before margins were kept have none
+            self.margin = tensors["margin"].float()
         self.todo = {int(k.split("_")[1]): v for k, v in tensors.items() if k.startswith("todo_")}
         self.clean_done = json.loads(meta["clean_done"])
         self.logs = [StageLog(**d) for d in json.loads(meta["logs"])]
@@ -315,9 +323,13 @@ def _attack_chunk(model: nn.Module, xs: torch.Tensor, ys: torch.Tensor, threat: 
     t0 = time.perf_counter()
     gen = torch.Generator(device=dev).manual_seed(_chunk_seed(seed, s, c))
     xi = xs[idx.to(dev)]
-    res = attack(model, xi, Misclassification(ys[idx.to(dev)]), threat=threat,
-                 generator=gen, batch_size=batch_size)
+    crit = Misclassification(ys[idx.to(dev)])
+    res = attack(model, xi, crit, threat=threat, generator=gen, batch_size=batch_size)
     inside = threat.contains(res.x_adv, xi)
+    with torch.no_grad():
+        margin = torch.where(inside, -crit.loss(res.logits.detach(), "cw"),
+                             torch.full_like(res.logits[:, 0], math.inf)).float().cpu()
+    state.margin[idx] = torch.minimum(state.margin[idx], margin)
     ok = res.success & inside
     if attack.bounded and bool((res.success & ~inside).any()):
         state.warnings += check_threat(threat, res.x_adv[res.success], xi[res.success])
@@ -414,14 +426,14 @@ def _merge_shards(state: _State, n: int, world: int
     for lg in state.logs:
         counts += [lg.attacked, lg.broken, lg.passes, lg.forwards]
     ct = torch.tensor(counts, dtype=torch.long)
-    flags = [state.clean_correct, state.robust, state.broken_by]
+    flags = [state.clean_correct, state.robust, state.broken_by, state.margin]
     if world > 1:
         import torch.distributed as dist
 
         dist.all_reduce(ct)
         gathered: list[Any] = [None] * world
         dist.all_gather_object(gathered, [f.tolist() for f in flags])
-        flags = [torch.tensor(sum((g[i] for g in gathered), [])) for i in range(3)]
+        flags = [torch.tensor(sum((g[i] for g in gathered), [])) for i in range(len(flags))]
         secs = torch.tensor([lg.seconds for lg in state.logs], dtype=torch.float64)
         dist.all_reduce(secs, op=dist.ReduceOp.MAX)
         for lg, sv in zip(state.logs, secs.tolist(), strict=True):
@@ -516,5 +528,6 @@ def cascade(
         passes=sum(lg.passes for lg in logs), forwards=sum(lg.forwards for lg in logs),
         seed=seed, resumed=resumed, world_size=world,
         clean_correct=flags[0].bool(), robust_correct=flags[1].bool(), broken_by=flags[2].long(),
+        margin=flags[3].float(),
         x_adv=state.x_adv if keep_adversarials else None,
     )
