@@ -337,3 +337,13 @@ def test_settings_round_trip():
     assert FABT().settings() == {"attack": "FABT", "steps": 100, "restarts": 1, "alpha_max": 0.1, "eta": 1.05,
                                  "beta": 0.9, "search_steps": 3, "n_target_classes": 9}
     assert FAB.bounded is False and FABT.bounded is False
+
+
+def test_negligible_weights_do_not_move_when_the_plane_is_out_of_reach():
+    # w.d = 10 is out of reach in the box; the second coordinate's weight is 1e-9 of the
+    # first's: it can add nothing, so moving it to its box limit would only add distance
+    p = torch.tensor([[0.5, 0.5]])
+    w = torch.tensor([[1.0, 1e-9]])
+    for norm in NORMS:
+        d = project_hyperplane_box(p, w, torch.tensor([10.0]), 0.0, 1.0, norm)
+        assert d[0, 0] == pytest.approx(0.5) and float(d[0, 1]) == 0.0, (norm, d)

@@ -55,6 +55,10 @@ def _monotone_solve(rate: torch.Tensor, cap: torch.Tensor, slope: torch.Tensor,
     return torch.where(k >= d, torch.full_like(tau, float("inf")), tau.clamp_min(0))
 
 
+#: a weight below this fraction of the row's largest counts as zero in the projection
+_NEGLIGIBLE = 1e-6
+
+
 def project_hyperplane_box(p: torch.Tensor, w: torch.Tensor, r: torch.Tensor, lo: float, hi: float,
                            norm: str) -> torch.Tensor:
     """Minimal-norm ``d`` with ``w . d = r`` and ``lo <= p + d <= hi`` (rows of ``(m, D)`` tensors).
@@ -70,7 +74,13 @@ def project_hyperplane_box(p: torch.Tensor, w: torch.Tensor, r: torch.Tensor, lo
     need = r.abs()
     ws = w * sign[:, None]
     a = ws.abs()
-    cap = torch.where(ws > 0, hi - p, p - lo).clamp_min(0) * (a > 0)
+    # coordinates whose weight is negligible next to the row's largest do not move: they
+    # cannot help reach the plane, and where it is out of reach moving them to their box
+    # limit only adds distance (on a Linf-trained CNN, with many input gradients near zero,
+    # that made FAB's L2 iterates 4x longer than needed)
+    useful = a > _NEGLIGIBLE * a.amax(1, keepdim=True)
+    a = a * useful
+    cap = torch.where(ws > 0, hi - p, p - lo).clamp_min(0) * useful
     direction = torch.sign(ws)
     if norm == "l1":
         a_sorted, order = a.sort(dim=1, descending=True)
