@@ -38,7 +38,8 @@ Example (2 shared CPU cores: run it under the heavy-job lock)::
     flock "${TMPDIR:-/tmp}/advlab-heavy.lock" nice -n 10 .venv/bin/python bench/robust_eval.py \\
         --suite --n 1000 --out bench/results/robust_suite.json
 
-``--train-only`` trains and caches the models; ``--models`` picks some; ``--methods`` picks
+``--table FILE`` prints the Markdown table of a results file. ``--train-only`` trains and
+caches the models; ``--models`` picks some; ``--methods`` picks
 some of ``pyautoattack,autoattack,standard,auto``. Results are written after every
 (model, method) pair, so an interrupted run keeps what it measured (``--resume`` skips
 pairs already in ``--out``).
@@ -264,7 +265,37 @@ def summary(out: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def markdown(out: dict[str, Any]) -> str:
+    """The side-by-side table of a results file, as Markdown."""
+    lines = ["| model | threat | method | robust acc | CPU s | wall s | passes + queries | "
+             "gap to AA (points) | CPU vs AA | checks |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---|"]
+    for name, res in out["results"].items():
+        spec = out["suite"].get(name, {})
+        threat = f"{spec.get('norm', '?')} {spec.get('eps', '?')}"
+        ref = res.get("pyautoattack")
+        for m in METHODS:
+            r = res.get(m)
+            if r is None:
+                continue
+            label = "pyautoattack standard" if m == "pyautoattack" else f"advlab `{m}`"
+            work = "" if m == "pyautoattack" else f"{r['passes']:,} + {r['forwards']:,}"
+            gap = ratio = ""
+            if ref is not None and m != "pyautoattack":
+                gap = f"{round(100 * (r['robust_acc'] - ref['robust_acc']), 1) + 0.0:+.1f}"
+                ratio = f"{r['cpu_seconds'] / ref['cpu_seconds']:.2f}"
+            checks = ", ".join(r.get("warnings") or []) if m != "pyautoattack" else ""
+            lines.append(f"| {name} | {threat} | {label} | {100 * r['robust_acc']:.1f}% | "
+                         f"{r['cpu_seconds']:.0f} | {r['seconds']:.0f} | {work} | {gap} | "
+                         f"{ratio} | {checks} |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "--table":  # print the Markdown table of a results file
+        print(markdown(json.loads(Path(argv[1]).read_text())))
+        return
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -12,7 +12,7 @@ found inside the threat model:
 1. **APGD-CE on every point.** The model checks run here.
 2. **Targeted APGD on the 3 classes the logits rank highest, in margin bands:** the
    robust points sorted by margin, smallest first, in bands of ``band_fraction`` of them
-   (at least ``min_band`` points). The next band is attacked only if this one broke a
+   (5%, at least ``min_band`` = 10 points). The next band is attacked only if this one broke a
    point.
 3. **Square with 5,000 queries in margin bands, the same way** (margins now the smaller
    of both white-box stages'). Square needs no gradient, so what it breaks after the
@@ -128,7 +128,7 @@ def auto_cascade(model: nn.Module, x: torch.Tensor, labels: torch.Tensor, threat
                  seed: int = 0, batch_size: int = 500, state_path: str | Path | None = None,
                  checks: bool = True, keep_adversarials: bool = False,
                  on_chunk: Callable[[str, int, int], None] | None = None, overwrite: bool = False,
-                 band_fraction: float = 0.1, min_band: int = 20) -> CascadeResult:
+                 band_fraction: float = 0.05, min_band: int = 10) -> CascadeResult:
     """The adaptive cascade described in this module; same arguments as ``cascade``.
 
     Args:
