@@ -147,3 +147,14 @@ def test_auto_attacks_the_smallest_margins_first(trained_softmax: nn.Module, dig
     assert by_t3 <= attacked
     assert auto.stages[1].attacked < rob.numel()  # and not every robust point
     assert auto.robust_acc <= first.robust_acc
+
+
+def test_a_band_that_breaks_many_sends_the_rest_at_once(masked) -> None:  # type: ignore[no-untyped-def]
+    """On the fixture only Square breaks, most points fall in the first Square band: the
+    second band then holds every remaining robust point (one Square run, not many)."""
+    model, x, y, threat = masked
+    res = auto_cascade(model, x, y, threat, seed=0, checks=False, min_band=5, band_fraction=0.05)
+    square = [p for p in res.plan if p.startswith("square")][0]
+    assert "in 2 margin band(s)" in square or "in 1 margin band(s)" in square, square
+    assert res.stages[-1].name == "square"
+    assert res.stages[-1].attacked == round(res.stages[1].robust_acc * len(y))  # all of them
