@@ -150,11 +150,11 @@ def test_auto_attacks_the_smallest_margins_first(trained_softmax: nn.Module, dig
 
 
 def test_a_band_that_breaks_many_sends_the_rest_at_once(masked) -> None:  # type: ignore[no-untyped-def]
-    """On the fixture only Square breaks, most points fall in the first Square band: the
-    second band then holds every remaining robust point (one Square run, not many)."""
+    """On the fixture only Square breaks, most points of every band fall: after two such
+    bands the third holds every remaining robust point (one Square run, not many)."""
     model, x, y, threat = masked
     res = auto_cascade(model, x, y, threat, seed=0, checks=False, min_band=5, band_fraction=0.05)
     square = [p for p in res.plan if p.startswith("square")][0]
-    assert "in 2 margin band(s)" in square or "in 1 margin band(s)" in square, square
+    assert any(f"in {k} margin band(s)" in square for k in (1, 2, 3)), square
     assert res.stages[-1].name == "square"
     assert res.stages[-1].attacked == round(res.stages[1].robust_acc * len(y))  # all of them

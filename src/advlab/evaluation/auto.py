@@ -13,7 +13,8 @@ found inside the threat model:
 2. **Targeted APGD on the 3 classes the logits rank highest, in margin bands:** the
    robust points sorted by margin, smallest first, in bands of ``band_fraction`` of them
    (5%, at least ``min_band`` = 10 points). The next band is attacked only if this one broke a
-   point; if it broke at least a quarter of its points, the next band holds all the rest.
+   point; after two bands in a row that broke at least a quarter of their points, the next
+   band holds all the rest.
 3. **Square with 5,000 queries in margin bands, the same way** (margins now the smaller
    of both white-box stages'). Square needs no gradient, so what it breaks after the
    white box is a sign of masked gradients: each band that breaks a point extends it to
@@ -61,8 +62,8 @@ __all__ = ["auto_cascade", "run_cascade", "FIRST", "TARGETED", "BLACK_BOX", "MAS
 FIRST = "apgd-ce"
 TARGETED = "apgd-t3"
 BLACK_BOX = "square"
-#: a band that breaks at least this share of its points sends all the rest in one band
-#: (many small bands of Square cost its 5,000 iterations each)
+#: two bands in a row that break at least this share of their points send all the rest in
+#: one band (many small bands of Square cost its 5,000 iterations each)
 RUSH = 0.25
 #: model-check codes that mean the gradients cannot be trusted: escalate at once
 MASKING_CODES = ("zero_gradients", "gradient_mismatch", "randomized", "probabilities",
@@ -174,7 +175,7 @@ def auto_cascade(model: nn.Module, x: torch.Tensor, labels: torch.Tensor, threat
         todo = robust.nonzero().squeeze(1)
         order = todo[torch.argsort(margin[todo], stable=True)]
         size = max(min_band, math.ceil(band_fraction * int(order.numel())))
-        bands = attacked = broken = start = 0
+        bands = attacked = broken = start = rushing = 0
         while start < int(order.numel()):
             points = order[start:start + size].sort().values
             got = run(points, stage, f"{tag}-{bands}", seed0 + bands)
@@ -182,7 +183,10 @@ def auto_cascade(model: nn.Module, x: torch.Tensor, labels: torch.Tensor, threat
             start += int(points.numel())
             if not got:
                 break
-            if got >= RUSH * points.numel():  # breaking a large share: the rest at once
+            # two bands in a row breaking a large share: the rest at once (one band breaking
+            # many is expected, the bands are ranked by margin)
+            rushing = rushing + 1 if got >= RUSH * points.numel() else 0
+            if rushing >= 2:
                 size = int(order.numel())
         return bands, attacked, broken
 
