@@ -163,15 +163,7 @@ class Square(Attack):
         if linf:
             start = project(x0 + eps * self._rand_sign((m, c, 1, w), generator, x0), x0)
         elif l2:
-            d = torch.zeros((m, *dims), device=x0.device, dtype=x0.dtype)
-            bh, bw = max(h // 5, 1), max(w // 5, 1)
-            eta = pseudo_gaussian(bh, bw, device=x0.device, dtype=x0.dtype)
-            for r0 in range((h - bh * (h // bh)) // 2, h - bh + 1, bh):
-                for c0 in range((w - bw * (w // bw)) // 2, w - bw + 1, bw):
-                    d[:, :, r0:r0 + bh, c0:c0 + bw] = eta * self._rand_sign((m, c, 1, 1),
-                                                                           generator, x0)
-            d = d / (d.flatten(1).norm(dim=1) + 1e-12).reshape(-1, 1, 1, 1) * eps
-            start = project(x0 + d, x0)
+            start = project(x0 + self._l2_start(x0, eps, generator), x0)
         else:
             d = norm.random_init((m, *dims), eps, generator=generator, device=x0.device,
                                  dtype=x0.dtype)
@@ -195,20 +187,8 @@ class Square(Attack):
             cw = int(torch.randint(0, w - s + 1, (1,), generator=generator, device=_dev(generator)))
             k = len(active)
             if linf:
-                cand = xc.clone()
-                signs = eps * self._rand_sign((k, c, 1, 1), generator, xc)
-                window = xa0[:, :, ch:ch + s, cw:cw + s] + signs
-                # resample signs where the window would not change (paper, Alg. 2)
-                for _ in range(10):
-                    same = ((torch.clamp(window, lo, hi) - xc[:, :, ch:ch + s, cw:cw + s]).abs()
-                            < 1e-7).flatten(1).all(1)
-                    if not bool(same.any()):
-                        break
-                    new = eps * self._rand_sign((k, c, 1, 1), generator, xc)
-                    window = torch.where(same[:, None, None, None],
-                                         xa0[:, :, ch:ch + s, cw:cw + s] + new, window)
-                cand[:, :, ch:ch + s, cw:cw + s] = window
-                cand = project(cand, xa0)
+                cand = project(self._linf_candidate(xc, xa0, ch, cw, s, eps, (lo, hi), generator),
+                               xa0)
             elif l2:
                 cand = project(self._l2_candidate(xc, xa0, it, h, w, c, eps, generator), xa0)
             else:
@@ -227,6 +207,38 @@ class Square(Attack):
                          out_x, out_logits, out_succ, out_margin)
             if self.early_stop:
                 active = active[~(better & succ)]
+
+    def _linf_candidate(self, xc: torch.Tensor, xa0: torch.Tensor, ch: int, cw: int, s: int,
+                        eps: float, box: tuple[float, float],
+                        generator: torch.Generator | None) -> torch.Tensor:
+        """The paper's Linf update (Alg. 2): the window at ``(ch, cw)`` set to ``+-eps`` per channel."""
+        lo, hi = box
+        k, c = xc.shape[:2]
+        cand = xc.clone()
+        signs = eps * self._rand_sign((k, c, 1, 1), generator, xc)
+        window = xa0[:, :, ch:ch + s, cw:cw + s] + signs
+        # resample signs where the window would not change (paper, Alg. 2)
+        for _ in range(10):
+            same = ((torch.clamp(window, lo, hi) - xc[:, :, ch:ch + s, cw:cw + s]).abs()
+                    < 1e-7).flatten(1).all(1)
+            if not bool(same.any()):
+                break
+            new = eps * self._rand_sign((k, c, 1, 1), generator, xc)
+            window = torch.where(same[:, None, None, None],
+                                 xa0[:, :, ch:ch + s, cw:cw + s] + new, window)
+        cand[:, :, ch:ch + s, cw:cw + s] = window
+        return cand
+
+    def _l2_start(self, x0: torch.Tensor, eps: float, generator: torch.Generator | None) -> torch.Tensor:
+        """The paper's L2 start: a grid of centre-surround squares of random sign, norm ``eps``."""
+        m, c, h, w = x0.shape
+        d = torch.zeros_like(x0)
+        bh, bw = max(h // 5, 1), max(w // 5, 1)
+        eta = pseudo_gaussian(bh, bw, device=x0.device, dtype=x0.dtype)
+        for r0 in range((h - bh * (h // bh)) // 2, h - bh + 1, bh):
+            for c0 in range((w - bw * (w // bw)) // 2, w - bw + 1, bw):
+                d[:, :, r0:r0 + bh, c0:c0 + bw] = eta * self._rand_sign((m, c, 1, 1), generator, x0)
+        return d / (d.flatten(1).norm(dim=1) + 1e-12).reshape(-1, 1, 1, 1) * eps
 
     def _l2_candidate(self, xc: torch.Tensor, x0: torch.Tensor, it: int, h: int, w: int, c: int,
                       eps: float, generator: torch.Generator | None) -> torch.Tensor:

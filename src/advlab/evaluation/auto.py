@@ -128,6 +128,36 @@ def _merge(base: CascadeResult, parts: list[tuple[torch.Tensor, CascadeResult]],
         robust_correct=robust, broken_by=broken_by, margin=margin, x_adv=x_adv, plan=plan)
 
 
+def _check_bands(band_fraction: Any, min_band: Any) -> None:
+    if isinstance(band_fraction, bool) or not isinstance(band_fraction, int | float) \
+            or not 0 < band_fraction <= 1:
+        raise ValueError(f"band_fraction must be in (0, 1], got {band_fraction!r}")
+    if isinstance(min_band, bool) or not isinstance(min_band, int) or min_band < 1:
+        raise ValueError(f"min_band must be an integer >= 1, got {min_band!r}")
+
+
+def _bands(order: torch.Tensor, size: int, run: Callable[[torch.Tensor, int], int]
+           ) -> tuple[int, int, int]:
+    """``run(points, band)`` on bands of ``order`` while they break points.
+
+    Returns (bands run, points attacked, points broken).
+    """
+    bands = attacked = broken = start = rushing = 0
+    while start < int(order.numel()):
+        points = order[start:start + size].sort().values
+        got = run(points, bands)
+        bands, attacked, broken = bands + 1, attacked + int(points.numel()), broken + got
+        start += int(points.numel())
+        if not got:
+            break
+        # two bands in a row breaking a large share: the rest at once (one band breaking
+        # many is expected, the bands are ranked by margin)
+        rushing = rushing + 1 if got >= RUSH * points.numel() else 0
+        if rushing >= 2:
+            size = int(order.numel())
+    return bands, attacked, broken
+
+
 def auto_cascade(model: nn.Module, x: torch.Tensor, labels: torch.Tensor, threat: ThreatModel, *,
                  seed: int = 0, batch_size: int = 500, state_path: str | Path | None = None,
                  checks: bool = True, keep_adversarials: bool = False,
@@ -144,11 +174,7 @@ def auto_cascade(model: nn.Module, x: torch.Tensor, labels: torch.Tensor, threat
         A :class:`CascadeResult` whose stages are the phases that ran (the bands of a stage
         summed), with ``plan`` saying in words what ran where and why.
     """
-    if isinstance(band_fraction, bool) or not isinstance(band_fraction, int | float) \
-            or not 0 < band_fraction <= 1:
-        raise ValueError(f"band_fraction must be in (0, 1], got {band_fraction!r}")
-    if isinstance(min_band, bool) or not isinstance(min_band, int) or min_band < 1:
-        raise ValueError(f"min_band must be an integer >= 1, got {min_band!r}")
+    _check_bands(band_fraction, min_band)
     keep_adversarials = keep_adversarials and _dist()[1] == 1  # shards hold only their own points
     base = cascade(model, x, labels, [FIRST], threat, seed=seed, batch_size=batch_size,
                    state_path=state_path, checks=checks, keep_adversarials=keep_adversarials,
@@ -171,24 +197,10 @@ def auto_cascade(model: nn.Module, x: torch.Tensor, labels: torch.Tensor, threat
         return int(hit.sum())
 
     def banded(stage: str, tag: str, seed0: int) -> tuple[int, int, int]:
-        """``stage`` on margin bands while they break points: (bands run, points, broken)."""
         todo = robust.nonzero().squeeze(1)
         order = todo[torch.argsort(margin[todo], stable=True)]
         size = max(min_band, math.ceil(band_fraction * int(order.numel())))
-        bands = attacked = broken = start = rushing = 0
-        while start < int(order.numel()):
-            points = order[start:start + size].sort().values
-            got = run(points, stage, f"{tag}-{bands}", seed0 + bands)
-            bands, attacked, broken = bands + 1, attacked + int(points.numel()), broken + got
-            start += int(points.numel())
-            if not got:
-                break
-            # two bands in a row breaking a large share: the rest at once (one band breaking
-            # many is expected, the bands are ranked by margin)
-            rushing = rushing + 1 if got >= RUSH * points.numel() else 0
-            if rushing >= 2:
-                size = int(order.numel())
-        return bands, attacked, broken
+        return _bands(order, size, lambda pts, b: run(pts, stage, f"{tag}-{b}", seed0 + b))
 
     masked = sorted({w.code for w in base.warnings if w.code in MASKING_CODES})
     if not bool(robust.any()):

@@ -528,6 +528,5 @@ def cascade(
         passes=sum(lg.passes for lg in logs), forwards=sum(lg.forwards for lg in logs),
         seed=seed, resumed=resumed, world_size=world,
         clean_correct=flags[0].bool(), robust_correct=flags[1].bool(), broken_by=flags[2].long(),
-        margin=flags[3].float(),
-        x_adv=state.x_adv if keep_adversarials else None,
+        margin=flags[3].float(), x_adv=state.x_adv if keep_adversarials else None,
     )
