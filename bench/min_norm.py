@@ -37,11 +37,11 @@ import sys
 import time
 import types
 from collections.abc import Callable
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 import torch
+from robust_eval import version_of as _version  # bench/ is on sys.path
 from torch import nn
 
 REPO = Path(__file__).resolve().parents[1]
@@ -69,14 +69,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     a.n_cw = a.n if a.n_cw is None else a.n_cw
     a.models = [m.strip() for m in a.models.split(",") if m.strip()]
     a.skip = {s.strip() for s in a.skip.split(",") if s.strip()}
+    for m in a.models:
+        if m not in ("clean", "pgd-at"):
+            p.error(f"unknown model {m!r}; use clean and/or pgd-at")
+    for s in a.skip:
+        if s not in ("advlib", "foolbox", "cw"):
+            p.error(f"unknown --skip entry {s!r}; use some of advlib, foolbox, cw")
     return a
-
-
-def _version(lib: str) -> str | None:
-    try:
-        return version(lib)
-    except PackageNotFoundError:
-        return None
 
 
 def _import_adv_lib() -> Any:

@@ -122,13 +122,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def _clean_cnn(data_dir: Path, cache_dir: Path) -> tuple[nn.Module, dict[str, Any]]:
-    import importlib.util
+    """The undefended CNN of bench/attack_speed.py (the same cache entry as robust_eval.py)."""
+    from robust_eval import clean_model  # bench/ is on sys.path
 
-    spec = importlib.util.spec_from_file_location("attack_speed", REPO / "bench" / "attack_speed.py")
-    assert spec and spec.loader
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.get_model(data_dir, cache_dir)
+    return clean_model(data_dir, cache_dir)
 
 
 def _objective(recipe: str) -> Any:
