@@ -27,6 +27,16 @@ found on affine models where the answer is known (``tests/test_fmn.py``):
   from the step and from the dual-norm distance estimate: under L1 the
   estimate otherwise pointed at a saturated pixel and the radius froze
   (2 of 20 samples broken on a binary affine model, 20 of 20 with the change).
+
+Under L2 the step puts the perturbation on the sphere of radius ``eps``, not
+inside the ball: the authors' adv-lib code does this (its L2 "projection"
+rescales every perturbation to norm ``eps``), and it matters on robust models.
+With the ball, FMN-L2 broke only 72% of the first 300 MNIST test images of the
+PGD-AT CNN of ``bench/robust_suite.py`` in 100 steps (the iterate wandered
+inside a large ball while the margin stalled); with the sphere it broke 100%,
+median L2 1.83, and the undefended CNN's median moved from 1.352 to 1.351.
+The L∞ and L1 steps keep the ball (as adv-lib does; the sphere broke fewer
+L∞ points there, 55% against 72%).
 """
 
 from __future__ import annotations
@@ -43,7 +53,8 @@ from advlab.threat import L2Norm, ThreatModel
 
 __all__ = ["FMN", "FMNStep", "DEFAULT_STEP_SIZE"]
 
-#: initial step size per norm for inputs in [0, 1] (scaled by the width of the box)
+#: initial step size per norm for inputs in [0, 1] (scaled by the width of the box; under Linf
+#: also by ``sqrt(d) / 3``, see :class:`FMN`)
 DEFAULT_STEP_SIZE: dict[str, float] = {"l2": 1.0, "l1": 1.0, "linf": 1.0}
 
 #: dual norm of each threat norm (the first-order distance to the boundary is |margin| / ||grad||_dual)
@@ -68,7 +79,7 @@ class FMNStep(StepRule):
     ``||delta|| + |margin| / ||grad||_dual`` (the linearised distance to the
     boundary); it never exceeds the norm of the farthest point of the box.
     The iterate moves by ``alpha grad / ||grad||_2`` and is projected onto the
-    ball of that radius and onto the box. Two safeguards (see the module
+    ball of that radius (under L2 rescaled onto its sphere) and onto the box. Two safeguards (see the module
     docstring): the radius grows by at least ``1 + gamma`` before the first
     adversarial iterate, and coordinates pinned at the box in the ascent
     direction are left out of the step and of the distance estimate.
@@ -127,8 +138,11 @@ class FMNStep(StepRule):
             grown = torch.where(self.found, self.eps * (1 + gamma), first)
             eps = torch.where(succ, torch.minimum(self.eps * (1 - gamma), self.best), grown)
             self.eps = torch.minimum(eps, self.worst)
-            moved = xa + alpha * L2Norm().normalize_grad(grad)
-            return torch.clamp(x0 + norm.project(moved - x0, self.eps), lo, hi)
+            delta = xa + alpha * L2Norm().normalize_grad(grad) - x0
+            if threat.norm == "l2":  # onto the sphere of radius eps (the authors' code), see above
+                scale = self.eps / torch.linalg.vector_norm(delta.flatten(1), dim=1).clamp_min(_TINY)
+                return torch.clamp(x0 + delta * _bcast(scale, delta), lo, hi)
+            return torch.clamp(x0 + norm.project(delta, self.eps), lo, hi)
 
 
 class FMN(Attack):
@@ -149,12 +163,16 @@ class FMN(Attack):
     Args:
         steps: gradient steps per sample (forward+backward passes).
         step_size: initial step ``alpha_0`` (absolute); ``None`` means
-            :data:`DEFAULT_STEP_SIZE` of the norm (1 for every norm, the default
-            of the authors' Foolbox and adv-lib code) times the width of the box.
+            :data:`DEFAULT_STEP_SIZE` of the norm (1, the default of the
+            authors' Foolbox and adv-lib code) times the width of the box, and
+            under Linf also times ``sqrt(d) / 3`` for ``d`` input features.
             The step is an L2 length, so under Linf the useful value grows like
-            ``eps * sqrt(d)``: 10 suits MNIST/CIFAR-sized inputs, while on an
-            8-dimensional toy model 10 left 2-3 more samples unbroken per radius
-            than 0.1-1.
+            ``eps * sqrt(d)``: on the PGD-AT CNN of ``bench/robust_suite.py``
+            (first 300 MNIST test images, 100 steps) a step of 1 broke 72%,
+            3 broke 97.7% and 10 broke 99.3% (median L∞ 0.644, 0.619, 0.601),
+            while on an 8-dimensional toy model 10 left 2-3 more samples
+            unbroken per radius than 0.1-1; ``sqrt(d) / 3`` is 9.3 on MNIST
+            and 0.94 in 8 dimensions.
         final_step_size: final step ``alpha_K`` of the cosine annealing; ``None``
             means ``alpha_0 / 100`` (the paper's choice).
         gamma_init: initial relative change ``gamma_0`` of the radius (0.05).
@@ -203,11 +221,13 @@ class FMN(Attack):
             if not (isinstance(value, (int, float)) and 0 <= value < 1):
                 raise ValueError(f"{name} must be a number in [0, 1), got {value!r}")
 
-    def step_sizes(self, threat: ThreatModel) -> tuple[float, float]:
-        """The initial and final absolute step sizes ``(alpha_0, alpha_K)`` under ``threat``."""
+    def step_sizes(self, threat: ThreatModel, dim: int = 1) -> tuple[float, float]:
+        """The initial and final absolute step sizes ``(alpha_0, alpha_K)`` under ``threat``
+        for inputs of ``dim`` features."""
         lo, hi = threat.bounds
         a0 = (float(self.step_size) if self.step_size is not None
-              else DEFAULT_STEP_SIZE[threat.norm] * (hi - lo))
+              else DEFAULT_STEP_SIZE[threat.norm] * (hi - lo)
+              * (math.sqrt(dim) / 3 if threat.norm == "linf" else 1.0))
         ak = float(self.final_step_size) if self.final_step_size is not None else a0 / 100
         return a0, ak
 
@@ -215,7 +235,7 @@ class FMN(Attack):
              generator: torch.Generator | None) -> AttackResult:
         objective = MinimumNormObjective(criterion, "cw", x, threat.strategy)
         tracker = Tracker(x, objective.initial_keys(x.shape[0], x))
-        alpha = self.step_sizes(threat)
+        alpha = self.step_sizes(threat, x[0].numel())
         rule = FMNStep(self.steps, alpha, (float(self.gamma_init), float(self.gamma_final)))
         iterate(model, x, objective, threat, rule, tracker, evaluations=self.steps, start=x.clone(),
                 early_stop=False, record_start=True, final_forward=True)
