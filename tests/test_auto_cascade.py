@@ -61,7 +61,7 @@ def test_auto_needs_square_and_escalates(masked) -> None:  # type: ignore[no-unt
         assert bool((res.robust_correct <= res.clean_correct).all())
         assert res.stages[-1].robust_acc == pytest.approx(res.robust_acc)
         if not checks:
-            assert [s.name for s in res.stages] == ["apgd-ce", "apgd-t3", "square"]
+            assert [s.name for s in res.stages] == ["apgd-ce", "apgd-t3", "fab-t3", "square"]
             assert "black_box_beats_white_box" not in codes  # checks are off
         else:  # masked gradients: the targeted white-box stage is skipped
             assert [s.name for s in res.stages] == ["apgd-ce", "square"]
@@ -79,14 +79,14 @@ def test_auto_on_an_honest_model_skips_the_black_box(trained_softmax: nn.Module,
     std = cascade(trained_softmax, x, y, "standard", threat, seed=0, batch_size=50)
     first = cascade(trained_softmax, x, y, ["apgd-ce"], threat, seed=0, batch_size=50)
     assert "auto_escalated" not in [w.code for w in auto.warnings]
-    assert [s.name for s in auto.stages] == ["apgd-ce", "apgd-t3", "square"]
+    assert [s.name for s in auto.stages] == ["apgd-ce", "apgd-t3", "fab-t3", "square"]
     # Square ran on one margin band (it broke nothing there), not on every robust point
-    left = round(auto.stages[1].robust_acc * len(y))
-    assert auto.stages[2].attacked == min(left, max(10, -(-left // 20)))
-    assert auto.stages[2].broken == 0
+    left = round(auto.stages[2].robust_acc * len(y))
+    assert auto.stages[3].attacked == min(left, max(10, -(-left // 20)))
+    assert auto.stages[3].broken == 0
     assert auto.robust_acc <= first.robust_acc
     assert auto.robust_acc <= std.robust_acc + 2 / len(y)
-    assert auto.stages[2].attacked < std.stages[2].attacked or std.stages[2].attacked == 0
+    assert auto.stages[3].attacked < std.stages[2].attacked or std.stages[2].attacked == 0
     assert auto.passes + auto.forwards < std.passes + std.forwards
 
 
@@ -94,7 +94,7 @@ def test_auto_resumes_from_its_state_files(masked, tmp_path: Path) -> None:  # t
     model, x, y, threat = masked
     state = tmp_path / "run.state"
     one = auto_cascade(model, x, y, threat, seed=1, state_path=state, checks=False)
-    assert state.is_file() and Path(f"{state}.t3-0").is_file()
+    assert state.is_file() and Path(f"{state}.t3-0").is_file() and Path(f"{state}.fab-0").is_file()
     two = auto_cascade(model, x, y, threat, seed=1, state_path=state, checks=False)
     assert two.resumed and not one.resumed
     assert torch.equal(one.robust_correct, two.robust_correct)
@@ -157,4 +157,4 @@ def test_a_band_that_breaks_many_sends_the_rest_at_once(masked) -> None:  # type
     square = [p for p in res.plan if p.startswith("square")][0]
     assert any(f"in {k} margin band(s)" in square for k in (1, 2, 3)), square
     assert res.stages[-1].name == "square"
-    assert res.stages[-1].attacked == round(res.stages[1].robust_acc * len(y))  # all of them
+    assert res.stages[-1].attacked == round(res.stages[-2].robust_acc * len(y))  # all of them

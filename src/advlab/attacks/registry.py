@@ -157,6 +157,8 @@ def _register_builtin() -> None:
     register("fmn", FMN, summary="fast minimum-norm, l2/linf/l1 (unbounded)")
     register("fab", FAB, summary="fast adaptive boundary, minimum norm (unbounded)")
     register("fab-t", FABT, summary="targeted FAB over the 9 most likely wrong classes (unbounded)")
+    register("fab-t3", FABT, n_target_classes=3,
+             summary="targeted FAB over the 3 most likely wrong classes (unbounded)")
     # -- physical world and universal perturbations (Kurakin 2016, Athalye 2018, Moosavi-Dezfooli 2017)
     register("illc", ILLC, summary="iterative least-likely class")
     register("eot", EOT, summary="expectation over transformation (print-and-photograph)")
