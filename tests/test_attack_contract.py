@@ -29,6 +29,7 @@ CONTRACT: dict[str, dict[str, object]] = {
     "square": {"queries": 20}, "square1k": {}, "square2k": {},  # variants fix their queries
     "cw": {"steps": 10, "binary_search_steps": 2}, "deepfool": {"steps": 5}, "ddn": {"steps": 10},
     "fmn": {"steps": 10}, "fab": {"steps": 10}, "fab-t": {"steps": 10, "n_target_classes": 2},
+    "fab-t3": {"steps": 10},
     "illc": {"steps": 4}, "eot": {"samples": 2, "steps": 3},
     "universal": {"max_passes": 2, "batch_size": 2},
     "jsma-add": {"per_step": 2},
@@ -58,9 +59,9 @@ EXEMPT: dict[tuple[str, str], str] = {
     ("ddn", "linf"): "DDN is an L2 attack (linf is rejected)",
     ("ddn", "l1"): "DDN is an L2 attack (l1 is rejected)",
     **{(n, "within_ball"): "unbounded minimum-norm attack: ignores eps (checked: inside the box)"
-       for n in ("fmn", "fab", "fab-t")},
+       for n in ("fmn", "fab", "fab-t", "fab-t3")},
     **{(n, "eps_zero"): "unbounded: eps = 0 does not restrict it (FAB: only the restart radius)"
-       for n in ("fmn", "fab", "fab-t")},
+       for n in ("fmn", "fab", "fab-t", "fab-t3")},
     **{(n, "l0"): "an L0 budget is the threat model of discrete feature attacks (refused: "
                   "test_an_attack_refuses_the_norms_it_does_not_take)"
        for n in canonical_names() if n != "jsma-add"},
@@ -391,6 +392,7 @@ NOT_ITERATIVE = {
     "fmn": "minimum-norm: the ball's radius adapts per sample, not a bounded ascent",
     "fab": "minimum-norm linearisation and projection steps, not a bounded ascent",
     "fab-t": "minimum-norm linearisation and projection steps, not a bounded ascent",
+    "fab-t3": "minimum-norm linearisation and projection steps, not a bounded ascent",
     "universal": "one perturbation fitted for the whole batch",
     "jsma-add": "greedy discrete feature additions under an L0 budget (known answers: tests/test_spam.py)",
 }
