@@ -211,22 +211,28 @@ class Square(Attack):
     def _linf_candidate(self, xc: torch.Tensor, xa0: torch.Tensor, ch: int, cw: int, s: int,
                         eps: float, box: tuple[float, float],
                         generator: torch.Generator | None) -> torch.Tensor:
-        """The paper's Linf update (Alg. 2): the window at ``(ch, cw)`` set to ``+-eps`` per channel."""
+        """The paper's Linf update (Alg. 2): the window at ``(ch, cw)`` set to ``+-eps`` per channel.
+
+        Signs are redrawn (up to 10 times) for the points whose window would not change. Whether
+        a sign changes a channel's window is decided once per query for ``+eps`` and ``-eps``,
+        so the redraws work on one value per point and channel, not on the window's pixels.
+        """
         lo, hi = box
         k, c = xc.shape[:2]
         cand = xc.clone()
+        base = xa0[:, :, ch:ch + s, cw:cw + s]
+        cur = xc[:, :, ch:ch + s, cw:cw + s]
         signs = eps * self._rand_sign((k, c, 1, 1), generator, xc)
-        window = xa0[:, :, ch:ch + s, cw:cw + s] + signs
-        # resample signs where the window would not change (paper, Alg. 2)
+        # per point and channel: does +eps / -eps leave the whole window as it is?
+        up_same = ((torch.clamp(base + eps, lo, hi) - cur).abs() < 1e-7).flatten(2).all(2)
+        down_same = ((torch.clamp(base - eps, lo, hi) - cur).abs() < 1e-7).flatten(2).all(2)
         for _ in range(10):
-            same = ((torch.clamp(window, lo, hi) - xc[:, :, ch:ch + s, cw:cw + s]).abs()
-                    < 1e-7).flatten(1).all(1)
+            same = torch.where(signs.view(k, c) > 0, up_same, down_same).all(1)
             if not bool(same.any()):
                 break
             new = eps * self._rand_sign((k, c, 1, 1), generator, xc)
-            window = torch.where(same[:, None, None, None],
-                                 xa0[:, :, ch:ch + s, cw:cw + s] + new, window)
-        cand[:, :, ch:ch + s, cw:cw + s] = window
+            signs = torch.where(same[:, None, None, None], new, signs)
+        cand[:, :, ch:ch + s, cw:cw + s] = base + signs
         return cand
 
     def _l2_start(self, x0: torch.Tensor, eps: float, generator: torch.Generator | None) -> torch.Tensor:
