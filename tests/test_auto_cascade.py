@@ -54,14 +54,14 @@ def test_auto_needs_square_and_escalates(masked) -> None:  # type: ignore[no-unt
         assert res.robust_acc <= square.robust_acc
         codes = [w.code for w in res.warnings]
         assert "auto_escalated" in codes
-        assert res.stages[-1].name == "square"
+        assert res.stages[-1].name == ("square" if checks else "square2k")
         assert res.clean_acc == square.clean_acc
         # per-sample bookkeeping is consistent with the counts
         assert int(res.robust_correct.sum()) == round(res.robust_acc * len(y))
         assert bool((res.robust_correct <= res.clean_correct).all())
         assert res.stages[-1].robust_acc == pytest.approx(res.robust_acc)
         if not checks:
-            assert [s.name for s in res.stages] == ["apgd-ce", "apgd-t3", "fab-t3", "square"]
+            assert [s.name for s in res.stages] == ["apgd-ce", "apgd-t3", "fab-t3", "square2k"]
             assert "black_box_beats_white_box" not in codes  # checks are off
         else:  # masked gradients: the targeted white-box stage is skipped
             assert [s.name for s in res.stages] == ["apgd-ce", "square"]
@@ -79,7 +79,7 @@ def test_auto_on_an_honest_model_skips_the_black_box(trained_softmax: nn.Module,
     std = cascade(trained_softmax, x, y, "standard", threat, seed=0, batch_size=50)
     first = cascade(trained_softmax, x, y, ["apgd-ce"], threat, seed=0, batch_size=50)
     assert "auto_escalated" not in [w.code for w in auto.warnings]
-    assert [s.name for s in auto.stages] == ["apgd-ce", "apgd-t3", "fab-t3", "square"]
+    assert [s.name for s in auto.stages] == ["apgd-ce", "apgd-t3", "fab-t3", "square2k"]
     # Square ran on one margin band (it broke nothing there), not on every robust point
     left = round(auto.stages[2].robust_acc * len(y))
     assert auto.stages[3].attacked == min(left, max(10, -(-left // 20)))
@@ -156,5 +156,25 @@ def test_a_band_that_breaks_many_sends_the_rest_at_once(masked) -> None:  # type
     res = auto_cascade(model, x, y, threat, seed=0, checks=False, min_band=5, band_fraction=0.05)
     square = [p for p in res.plan if p.startswith("square")][0]
     assert any(f"in {k} margin band(s)" in square for k in (1, 2, 3)), square
-    assert res.stages[-1].name == "square"
+    assert res.stages[-1].name == "square2k"
     assert res.stages[-1].attacked == round(res.stages[-2].robust_acc * len(y))  # all of them
+
+
+def test_square_runs_again_on_its_bands_when_it_broke_points() -> None:
+    """Square (2000) broke points in its bands: it runs once more, from a new random start, on
+    exactly the points of those bands still robust, and the plan says so."""
+    torch.manual_seed(0)
+    model = Staircase().eval()
+    x, y = _data()
+    res = auto_cascade(model, x, y, ThreatModel("linf", 0.3), seed=0, checks=False)
+    names = [s.name for s in res.stages]
+    assert names == ["apgd-ce", "apgd-t3", "fab-t3", "square2k", "square2k-again"]
+    bands, again = res.stages[3], res.stages[4]
+    assert bands.broken > 0
+    assert again.attacked == bands.attacked - bands.broken  # the bands' points still robust
+    assert int(res.robust_correct.sum()) == round(res.robust_acc * len(y))
+    assert any(p.startswith("square2k-again") for p in res.plan)
+    assert "auto_escalated" in [w.code for w in res.warnings]
+    # a Square run of its own never beats auto here
+    alone = cascade(model, x, y, ["square2k"], ThreatModel("linf", 0.3), seed=0, checks=False)
+    assert res.robust_acc <= alone.robust_acc

@@ -62,9 +62,10 @@ PRESETS: dict[str, list[str]] = {
     # AutoAttack's standard ensemble: APGD-CE, APGD-T (9 targets), FAB-T (9 targets), Square (5000)
     "autoattack": ["apgd-ce", "apgd-t", "fab-t", "square"],
     # adaptive (advlab.evaluation.auto): these stages at most; APGD-CE on every point,
-    # APGD-T3, FAB-T3 and then Square (5000) on margin bands of the robust points, smallest margins
-    # first, band after band while they break points; Square on all if a check fires
-    "auto": ["apgd-ce", "apgd-t3", "fab-t3", "square"],
+    # APGD-T3, FAB-T3 and Square (2000) on margin bands of the robust points, smallest margins
+    # first, band after band while they break points (Square then once more on its bands);
+    # Square (5000) on all if a check fires
+    "auto": ["apgd-ce", "apgd-t3", "fab-t3", "square2k", "square"],
 }
 
 
