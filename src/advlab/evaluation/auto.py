@@ -23,8 +23,8 @@ found inside the threat model:
    of the white-box stages'). Square needs no gradient, so what it breaks after the
    white box is a sign of masked gradients: each band that breaks a point extends it to
    the next band, and the result says so (warning ``auto_escalated``). Where it broke
-   points, Square runs **once more from a new random start on the points of those bands
-   still robust** (stage ``square2k-again``). The evidence (PGD-AT CNN of
+   points, Square runs **once more from a new random start on the points still robust of
+   the bands where it broke one** (stage ``square2k-again``). The evidence (PGD-AT CNN of
    ``bench/robust_suite.py``, first 1,000 test images, the 300 lowest-margin points left
    robust by APGD-CE, APGD-T3 and FAB-T3): one Square run broke 14-17 of them with 2,000
    queries and 15-16 with 5,000 (two seeds each), every break came within 1,730 queries
@@ -190,13 +190,15 @@ def _black_box(robust: torch.Tensor, banded: Callable[[str, str, int], tuple[int
                 f"in {bands} margin band(s), broke {broken}")
     if not broken:
         return
-    pts = torch.cat([points for points, _ in parts[first:]]).sort().values
+    # the bands where Square broke a point (the last band broke none: that ended the bands)
+    pts = torch.cat([points for points, res in parts[first:] if bool((res.broken_by >= 0).any())])
+    pts = pts.sort().values
     pts = pts[robust[pts]]
     more = 0
     if pts.numel():
         more = run(pts, AGAIN, "square-again", seed + 2001)
         plan.append(f"{AGAIN}: {BLACK_BOX} again, from a new random start, on the {pts.numel()} "
-                    f"points of those bands still robust, broke {more}")
+                    f"points still robust of the bands where it broke points, broke {more}")
     msg = (f"auto escalated: {BLACK_BOX}, which uses no gradients, broke {broken + more} "
            f"points the white-box stages left robust, so it went on band by band to "
            f"{attacked} points while a band broke one"
