@@ -81,7 +81,7 @@ AGAIN = "square2k-again"
 #: the black box when the model checks flag masked gradients: AutoAttack's Square, on every point
 ESCALATE = "square"
 #: two bands in a row that break at least this share of their points send all the rest in
-#: one band (many small bands of Square cost its 5,000 iterations each)
+#: one band (many small bands of Square cost its 2,000 sequential iterations each)
 RUSH = 0.25
 #: model-check codes that mean the gradients cannot be trusted: escalate at once
 MASKING_CODES = ("zero_gradients", "gradient_mismatch", "randomized", "probabilities",
